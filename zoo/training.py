@@ -1,0 +1,108 @@
+"""Training through LightningCLI: ``zoo fit --config recipes/<entry>/<task>.yaml``.
+
+Scale-out is Lightning's own: a recipe sets ``trainer.devices``, ``trainer.num_nodes`` and
+``trainer.strategy: ddp``, and the same command runs under ``torchrun`` or SLURM ``srun``.
+
+Every run gets a :class:`Provenance` callback, which stores what ``zoo export`` needs in each
+checkpoint: the class path, the resolved recipe, the seed, a data fingerprint, the code commit
+and the last logged metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningCLI
+
+from zoo.checkpoint import class_path_of, git_commit
+
+__all__ = ["Provenance", "ZooCLI", "data_fingerprint", "run_cli"]
+
+
+def data_fingerprint(datamodule: pl.LightningDataModule | None) -> str | None:
+    """A fingerprint of the training data.
+
+    A datamodule that generates or converts its data defines ``fingerprint()`` (a hash of the
+    arrays it trains on); otherwise the hash of its JSON hyperparameters stands in.
+    """
+    if datamodule is None:
+        return None
+    fingerprint = getattr(datamodule, "fingerprint", None)
+    if callable(fingerprint):
+        return str(fingerprint())
+    hparams = json.dumps(dict(datamodule.hparams), sort_keys=True, default=repr)
+    text = f"{class_path_of(datamodule)}:{hparams}"
+    return "hparams-sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Provenance(pl.Callback):
+    """Writes ``checkpoint["zoo"]``: what an export folder's ``zoo.json`` records.
+
+    Args:
+        recipe: The resolved config (YAML text) of the run, set by :class:`ZooCLI`.
+        seed: The run's seed.
+    """
+
+    def __init__(self, recipe: str | None = None, seed: int | None = None) -> None:
+        self.recipe = recipe
+        self.seed = seed
+        self._commit: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._commit = git_commit()
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if getattr(value, "numel", lambda: 1)() == 1
+        }
+        checkpoint["zoo"] = {
+            "class_path": class_path_of(pl_module),
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "data_fingerprint": data_fingerprint(trainer.datamodule),
+            "code_commit": self._commit,
+            "global_step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "metrics": metrics,
+        }
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI for any of the zoo's modules and datamodules (given by ``class_path``)."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        self.provenance = Provenance()
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults={"callbacks": [self.provenance]},
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "zoo", "exit_on_error": False},
+            args=args,
+            **kwargs,
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        parser = self._parser(self.subcommand)
+        self.provenance.recipe = parser.dump(config, skip_none=False)
+        seed = config.get("seed_everything")
+        self.provenance.seed = None if isinstance(seed, bool) else seed
+
+
+def run_cli(args: list[str] | None = None) -> None:
+    """Runs ``fit``, ``validate``, ``test`` or ``predict`` with LightningCLI's own parser.
+
+    Args:
+        args: The command line after ``zoo``; ``None`` reads ``sys.argv``.
+    """
+    ZooCLI(args=args)
