@@ -232,18 +232,19 @@ class SaveRankWeights(pl.Callback):
     """At the end of fitting, each process writes ``rank<k>.safetensors`` into ``folder``.
 
     Args:
-        folder: Where the files go.
+        folder: Where the files go; defaults to the trainer's ``default_root_dir``.
     """
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str | None = None) -> None:
         self.folder = folder
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from safetensors.torch import save_file
 
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        folder = Path(self.folder or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in pl_module.state_dict().items()}
-        save_file(state, os.path.join(self.folder, f"rank{trainer.global_rank}.safetensors"))
+        save_file(state, folder / f"rank{trainer.global_rank}.safetensors")
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
