@@ -225,3 +225,27 @@ def test_publish_refuses_incomplete_folders(toy_entry: Entry, fake_hub: list[str
 
 def test_registry_pins_match_the_bundled_files(toy_entry: Entry) -> None:
     assert dict(toy_entry.weights[0].files) == file_hashes(bundled(toy_entry))
+
+
+def test_online_load_and_download_go_through_snapshot_download(
+    toy_entry: Entry, hf_cache: Path, monkeypatch
+) -> None:
+    """Online, a cache miss is followed by a Hub download (here, a fake one that files the
+    bundled folder into the cache as the real one would)."""
+    source = shutil.move(bundled(toy_entry), hf_cache.parent / "remote")
+    real = huggingface_hub.snapshot_download
+
+    def fake_snapshot_download(repo_id, *, revision, local_files_only=False, **kwargs):
+        if not local_files_only:
+            hub.cache_import(source, repo_id, revision=revision, cache_dir=hf_cache)
+        return real(repo_id, revision=revision, local_files_only=True, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    model = zoo.load("toy")
+    assert model.zoo_origin.source == "hub"
+    assert zoo.load("toy").zoo_origin.source == "cache"  # the second time, from the cache
+    assert (hub.download("toy") / "model.safetensors").is_file()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE is set"):
+        hub.download("toy")

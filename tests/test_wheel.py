@@ -33,26 +33,51 @@ print(model.zoo_origin.source, model.zoo_origin.path)
 @pytest.mark.slow
 def test_bundled_weights_load_from_an_installed_wheel(tmp_path: Path, subprocess_env) -> None:
     source = tmp_path / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "__pycache__", "*.ckpt", "lightning_logs", "showcase", "tests",
-        "notebooks", "benchmarks",
-    ))
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "__pycache__",
+            "*.ckpt",
+            "lightning_logs",
+            "showcase",
+            "tests",
+            "notebooks",
+            "benchmarks",
+        ),
+    )
     torch.manual_seed(0)
     folder = save_pretrained(ToyRegressor(), source / "checkpoints" / "toy.demo", name="toy.demo")
 
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist",
-                    source], check=True, env=subprocess_env, timeout=300)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", source],
+        check=True,
+        env=subprocess_env,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "dist").glob("zoo-*.whl")
     site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True,
-                   env=subprocess_env, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", site, wheel],
+        check=True,
+        env=subprocess_env,
+        timeout=300,
+    )
 
     env = {**subprocess_env, "PYTHONPATH": str(site)}
     env.pop("ZOO_CHECKPOINTS", None)
     code = LOAD_FROM_WHEEL.format(files=file_hashes(folder))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     module_file, origin = out.stdout.strip().splitlines()
     assert module_file.startswith(str(site)), f"imported zoo from {module_file}, not the wheel"
