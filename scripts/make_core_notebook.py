@@ -27,7 +27,7 @@ cells = [
         "entry's recipes through `zoo fit --config recipes/...`."
     ),
     new_code_cell(
-        "import lightning.pytorch as pl\n"
+        "import lightning.pytorch as pl\n\n"
         "from zoo.testing import ToyDataModule, ToyRegressor\n\n"
         "pl.seed_everything(0)\n"
         "model = ToyRegressor(hidden=32, lr=3e-2)\n"
@@ -46,7 +46,7 @@ cells = [
     ),
     new_code_cell(
         "import tempfile\n"
-        "from pathlib import Path\n"
+        "from pathlib import Path\n\n"
         "from zoo.checkpoint import save_pretrained\n\n"
         "folder = save_pretrained(\n"
         "    model, Path(tempfile.mkdtemp()) / 'toy.demo', name='toy.demo',\n"
