@@ -35,8 +35,8 @@ cells = [
         "                     enable_checkpointing=False, enable_progress_bar=False,\n"
         "                     enable_model_summary=False)\n"
         "trainer.fit(model, ToyDataModule())\n"
-        "metrics = model.evaluate()\n"
-        "metrics"
+        "(metric,) = model.evaluate()\n"
+        "metric"
     ),
     new_markdown_cell(
         "## Export\n\n"
@@ -50,7 +50,7 @@ cells = [
         "from zoo.checkpoint import save_pretrained\n\n"
         "folder = save_pretrained(\n"
         "    model, Path(tempfile.mkdtemp()) / 'toy.demo', name='toy.demo',\n"
-        "    metrics=[{'name': 'MSE', 'value': metrics['mse'], 'dataset': 'sin(2x), [-1, 1]'}],\n"
+        "    metrics=[{'name': 'MSE', 'value': metric['value'], 'dataset': 'sin(2x), [-1, 1]'}],\n"
         ")\n"
         "print(sorted(p.name for p in folder.iterdir()))\n"
         "print((folder / 'README.md').read_text()[:400])"
@@ -75,17 +75,20 @@ cells = [
         "    y = loaded(x)\n"
         "fig, ax = plt.subplots(figsize=(5, 3))\n"
         "ax.plot(x, torch.sin(2 * x), 'k--', label='sin(2x)')\n"
-        "ax.plot(x, y, label=f\"reloaded model (MSE {metrics['mse']:.1e})\")\n"
+        "ax.plot(x, y, label=f\"reloaded model (MSE {metric['value']:.1e})\")\n"
         "ax.set_xlabel('x')\n"
         "ax.legend()\n"
         "plt.show()"
     ),
 ]
 
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-})
+notebook = new_notebook(
+    cells=cells,
+    metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    },
+)
 path = Path(__file__).resolve().parent.parent / "notebooks" / "core.ipynb"
 nbformat.write(notebook, path)
 print(f"wrote {path}")

@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--out", type=Path, required=True, help="the export folder to create")
     cmd.add_argument("--name", help="name.tag to publish it as (default: the folder's name)")
     cmd.add_argument("--metrics", type=Path, help="JSON list of measured metrics to record")
+    cmd.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="do not run the module's evaluate() on its recipe's data",
+    )
     cmd.add_argument("--force", action="store_true", help="replace an existing folder")
     cmd.set_defaults(handler=_export)
 
@@ -203,7 +208,12 @@ def _export(args: argparse.Namespace) -> None:
 
     metrics = _read_metrics(args.metrics) if args.metrics else None
     folder = export_checkpoint(
-        args.checkpoint, args.out, name=args.name, metrics=metrics, overwrite=args.force
+        args.checkpoint,
+        args.out,
+        name=args.name,
+        metrics=metrics,
+        evaluate=not args.no_evaluate,
+        overwrite=args.force,
     )
     print(f"exported {folder} (reloaded strictly and probe verified)")
 
@@ -243,17 +253,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     if not callable(evaluate):
         raise ZooError(f"entry {entry.name!r} defines no evaluate(); see its model card")
     results = evaluate()
-    rows_data = results if isinstance(results, list) else [results]
     if args.json:
-        print(json.dumps(rows_data, indent=2, default=float))
+        print(json.dumps(results, indent=2, default=float))
         return
     paper = {m.name: m.paper for m in weights.metrics}
-    headers = sorted({key for row in rows_data for key in row})
-    rows = [[number(row.get(h)) for h in headers] for row in rows_data]
-    print(table(headers, rows))
-    reported = {k: v for k, v in paper.items() if v is not None}
-    if reported:
-        print("paper: " + ", ".join(f"{k} = {v}" for k, v in reported.items()))
+    rows = [
+        [
+            r["name"],
+            r.get("dataset", ""),
+            number(r["value"], r.get("unit", "")),
+            number(paper.get(r["name"]), r.get("unit", "")),
+        ]
+        for r in results
+    ]
+    print(table(["metric", "dataset", "ours", "paper"], rows))
 
 
 def _showcase(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from zoo.checkpoint import import_class, load_folder, save_pretrained, verify_probe
 from zoo.errors import ConfigMismatchError, ExportFolderError
+from zoo.recipes import datamodule_from_recipe
 
 __all__ = ["export_checkpoint"]
 
@@ -25,6 +26,7 @@ def export_checkpoint(
     *,
     name: str | None = None,
     metrics: list[Mapping[str, Any]] | None = None,
+    evaluate: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Exports a ``.ckpt`` written by ``zoo fit``.
@@ -33,7 +35,9 @@ def export_checkpoint(
         checkpoint: The Lightning checkpoint.
         out: The export folder to create; its name is the default ``name``.
         name: ``name.tag`` it is published as.
-        metrics: Measured metrics to record; defaults to the run's last logged metrics.
+        metrics: Measured metrics to record. By default, what the module's ``evaluate()``
+            measures on the data of its recipe, or else the run's last logged metrics.
+        evaluate: Run ``evaluate()`` when the module defines it and no metrics are given.
         overwrite: Replace an existing folder.
 
     Returns:
@@ -68,6 +72,10 @@ def export_checkpoint(
     except RuntimeError as error:
         raise ConfigMismatchError(f"{checkpoint} does not fit {class_path}: {error}") from None
 
+    recipe = record.get("recipe")
+    if metrics is None and evaluate and recipe and callable(getattr(model, "evaluate", None)):
+        model.eval()
+        metrics = model.evaluate(datamodule=datamodule_from_recipe(recipe))
     if metrics is None:
         metrics = [{"name": k, "value": v} for k, v in sorted(record.get("metrics", {}).items())]
     provenance = {
@@ -80,7 +88,7 @@ def export_checkpoint(
         model,
         out,
         name=name or out.name,
-        recipe=record.get("recipe"),
+        recipe=recipe,
         provenance=provenance,
         metrics=list(metrics),
         overwrite=overwrite,

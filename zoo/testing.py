@@ -170,12 +170,12 @@ class ToyRegressor(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
-    def evaluate(self) -> dict[str, float]:
-        """MSE on a fixed grid of 101 points in [-1, 1]."""
+    def evaluate(self, datamodule: pl.LightningDataModule | None = None) -> list[dict[str, Any]]:
+        """MSE on a fixed grid of 101 points in [-1, 1] (the datamodule is not needed)."""
         x = torch.linspace(-1.0, 1.0, 101).unsqueeze(-1)
         with torch.no_grad():
             mse = nn.functional.mse_loss(self(x), torch.sin(2 * x)).item()
-        return {"mse": mse}
+        return [{"name": "mse", "value": mse, "dataset": "sin(2x), 101 points in [-1, 1]"}]
 
 
 class ToyDataModule(pl.LightningDataModule):

@@ -109,12 +109,15 @@ class KernelOperator(pl.LightningModule):
         self.register_buffer("chosen", torch.full((3,), math.nan, dtype=torch.float64))
 
         # --- sufficient statistics per fold (resume-only state, never exported) ---
-        self.register_buffer("xtx", torch.zeros(_FOLDS, n_in, n_in, dtype=torch.float64),
-                             persistent=False)
-        self.register_buffer("xty", torch.zeros(_FOLDS, n_in, n_out, dtype=torch.float64),
-                             persistent=False)
-        self.register_buffer("yty", torch.zeros(_FOLDS, n_out, dtype=torch.float64),
-                             persistent=False)
+        self.register_buffer(
+            "xtx", torch.zeros(_FOLDS, n_in, n_in, dtype=torch.float64), persistent=False
+        )
+        self.register_buffer(
+            "xty", torch.zeros(_FOLDS, n_in, n_out, dtype=torch.float64), persistent=False
+        )
+        self.register_buffer(
+            "yty", torch.zeros(_FOLDS, n_out, dtype=torch.float64), persistent=False
+        )
         self.register_buffer("count", torch.zeros(_FOLDS, dtype=torch.float64), persistent=False)
         self._stale = False
         self._error = torch.zeros(2, dtype=torch.float64)
@@ -139,8 +142,9 @@ class KernelOperator(pl.LightningModule):
         m = f.shape[-1]
         return fourier.from_coefficients(y[..., :m], m).to(f.dtype)
 
-    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor],
-              m: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], m: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Applies the operator to a Python function of ``x`` in ``[0, 1)``.
 
         Returns:
@@ -179,8 +183,9 @@ class KernelOperator(pl.LightningModule):
     def regularisation(self) -> Regularisation:
         """The regularisation in use (tuned, or as given)."""
         if torch.isnan(self.chosen).any():
-            raise RuntimeError("KernelOperator has not been fitted; run `zoo fit` or "
-                               "`fit_closed_form` first")
+            raise RuntimeError(
+                "KernelOperator has not been fitted; run `zoo fit` or `fit_closed_form` first"
+            )
         scale, slope, max_level = self.chosen.tolist()
         return Regularisation(self.hparams.filter, scale, slope, int(max_level))
 
@@ -202,16 +207,23 @@ class KernelOperator(pl.LightningModule):
 
     def solve(self) -> Regularisation:
         """Solves for ``W`` from the accumulated statistics, tuning what was not given."""
-        folds = [Statistics(self.xtx[k], self.xty[k], self.yty[k], float(self.count[k]))
-                 for k in range(_FOLDS)]
+        folds = [
+            Statistics(self.xtx[k], self.xty[k], self.yty[k], float(self.count[k]))
+            for k in range(_FOLDS)
+        ]
         full = sum(folds[1:], folds[0])
         if full.n == 0:
             raise RuntimeError("KernelOperator.solve: no data has been accumulated")
         reg = self._given()
         if reg is None:
             train = sum(folds[1:-1], folds[0])
-            reg, _ = tune(train, folds[-1], self.level, self.hparams.filter,
-                          single=self.hparams.levels == "single")
+            reg, _ = tune(
+                train,
+                folds[-1],
+                self.level,
+                self.hparams.filter,
+                single=self.hparams.levels == "single",
+            )
             reg = self._override(reg)
         self.W.data.copy_(fit(full, self.level, reg))
         self.input_variance.copy_(torch.diagonal(full.xtx) / full.n)
@@ -274,9 +286,15 @@ class KernelOperator(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.hparams.mode == "closed_form":
             return None
-        return torch.optim.LBFGS([self.W], lr=1.0, max_iter=100, history_size=100,
-                                 tolerance_grad=1e-14, tolerance_change=1e-16,
-                                 line_search_fn="strong_wolfe")
+        return torch.optim.LBFGS(
+            [self.W],
+            lr=1.0,
+            max_iter=100,
+            history_size=100,
+            tolerance_grad=1e-14,
+            tolerance_change=1e-16,
+            line_search_fn="strong_wolfe",
+        )
 
     # ----------------------------------------------------------------------------------------
 
@@ -286,8 +304,14 @@ class KernelOperator(pl.LightningModule):
             buffer.copy_(strategy.reduce(buffer, reduce_op="sum"))
         reg = self.solve()
         rank_zero_info(f"KernelOperator: solved with {reg} from {int(self.count.sum())} samples")
-        self.log_dict({"fit/scale": reg.scale, "fit/slope": reg.slope,
-                       "fit/max_level": float(reg.max_level)}, rank_zero_only=True)
+        self.log_dict(
+            {
+                "fit/scale": reg.scale,
+                "fit/slope": reg.slope,
+                "fit/max_level": float(reg.max_level),
+            },
+            rank_zero_only=True,
+        )
 
     def _ridge_objective(self, f: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``(1/n) Σ‖u_i - W f_i‖² + Σ_l λ_l ‖W_l‖²`` in coefficients, levels above the cut
@@ -297,8 +321,9 @@ class KernelOperator(pl.LightningModule):
         y = fourier.to_coefficients(u.double(), self.hparams.n_out)
         kept = (self.level <= reg.max_level).double()[:, None]
         w = self.W * kept
-        ridge = torch.tensor([reg.ridge(level) for level in self.level.tolist()],
-                             dtype=w.dtype, device=w.device)
+        ridge = torch.tensor(
+            [reg.ridge(level) for level in self.level.tolist()], dtype=w.dtype, device=w.device
+        )
         return ((y - x @ w.T) ** 2).sum(1).mean() + (ridge[:, None] * w**2).sum()
 
     def on_train_end(self) -> None:
@@ -317,8 +342,11 @@ class KernelOperator(pl.LightningModule):
         self.log(f"{stage}/rel_l2", (error[0] / error[1]).sqrt(), rank_zero_only=True)
         task = getattr(self.trainer.datamodule, "task", None)
         if task is not None and not torch.isnan(self.chosen).any():
-            self.log(f"{stage}/rel_risk", task.risk(self.W.detach().cpu()) / task.energy(),
-                     rank_zero_only=True)
+            self.log(
+                f"{stage}/rel_risk",
+                task.risk(self.W.detach().cpu()) / task.energy(),
+                rank_zero_only=True,
+            )
 
     def _given(self) -> Regularisation | None:
         """The regularisation fully given by the init args, or ``None`` if some is tuned."""
@@ -343,11 +371,15 @@ class KernelOperator(pl.LightningModule):
 
     def _check_input(self, f: torch.Tensor) -> None:
         if not isinstance(f, torch.Tensor):
-            raise TypeError(f"KernelOperator expects a torch.Tensor of grid values, got "
-                            f"{type(f).__name__}; use `apply(fn)` for a Python function")
+            raise TypeError(
+                f"KernelOperator expects a torch.Tensor of grid values, got "
+                f"{type(f).__name__}; use `apply(fn)` for a Python function"
+            )
         if f.ndim not in (1, 2):
-            raise ValueError(f"KernelOperator expects (batch, M) or (M,) grid values, got "
-                             f"shape {tuple(f.shape)}")
+            raise ValueError(
+                f"KernelOperator expects (batch, M) or (M,) grid values, got "
+                f"shape {tuple(f.shape)}"
+            )
         m = f.shape[-1]
         if m % 2 or m < self.hparams.n_in:
             raise ValueError(
@@ -356,8 +388,10 @@ class KernelOperator(pl.LightningModule):
             )
         if not torch.isfinite(f).all():
             bad = int((~torch.isfinite(f)).sum())
-            raise ValueError(f"KernelOperator input has {bad} NaN or infinite values; clean "
-                             "or interpolate them first")
+            raise ValueError(
+                f"KernelOperator input has {bad} NaN or infinite values; clean "
+                "or interpolate them first"
+            )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
