@@ -192,6 +192,7 @@ def save_pretrained(
         from zoo.cards import render_card
 
         (tmp / "README.md").write_text(render_card(config, record))
+        _make_readable(tmp)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -444,6 +445,15 @@ def git_commit() -> str | None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _make_readable(folder: Path) -> None:
+    """Gives a finished folder the usual permissions (``mkdtemp`` makes it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -99,11 +100,10 @@ class KernelOperator(pl.LightningModule):
         self.automatic_optimization = mode == "gradient"
 
         # --- the estimate and its structure (exported) ---
-        weight = torch.zeros(n_out, n_in, dtype=torch.float64)
-        if mode == "gradient":
-            self.W = nn.Parameter(weight)
-        else:
-            self.register_buffer("W", weight)
+        # W is a parameter in both modes; the closed form sets it without gradients.
+        self.W = nn.Parameter(
+            torch.zeros(n_out, n_in, dtype=torch.float64), requires_grad=mode == "gradient"
+        )
         self.register_buffer("level", fourier.levels(n_out))
         self.register_buffer("input_variance", torch.zeros(n_in, dtype=torch.float64))
         self.register_buffer("chosen", torch.full((3,), math.nan, dtype=torch.float64))
@@ -190,6 +190,69 @@ class KernelOperator(pl.LightningModule):
         return Regularisation(self.hparams.filter, scale, slope, int(max_level))
 
     # ----------------------------------------------------------------------------------------
+    # Evaluation and figures
+
+    def evaluate(self, datamodule: pl.LightningDataModule | None = None) -> list[dict[str, Any]]:
+        """Test error on the noise-free test functions of the recipe's data (or ``datamodule``).
+
+        Returns:
+            The relative L2 error ``‖Û - U‖_F / ‖U‖_F`` pooled over the test set, and the exact
+            relative risk ``E‖(Ŵ - A)f‖² / E‖Af‖²`` from the true operator.
+        """
+        from zoo.recipes import datamodule_from_recipe, recipe_of
+
+        dm = datamodule or datamodule_from_recipe(recipe_of(self))
+        f, u = dm.split("test").tensors
+        with torch.no_grad():
+            prediction = self(f)
+        where = f"{dm.hparams.task}, {len(f)} noise-free test functions, M = {f.shape[-1]}"
+        task = dm.task
+        return [
+            {
+                "name": "test relative L2 error",
+                "value": float((prediction - u).norm() / u.norm()),
+                "dataset": where,
+            },
+            {
+                "name": "exact relative risk",
+                "value": task.risk(self.W.detach().cpu()) / task.energy(),
+                "dataset": f"{dm.hparams.task}, from the true operator",
+            },
+        ]
+
+    def showcase(self, out_dir: str | Path) -> dict[str, Any]:
+        """Evaluates on the recipe's test data and saves the Green's function, the learned
+        staircase and one prediction under ``out_dir``."""
+        from zoo.kernel_operator import plots
+        from zoo.recipes import datamodule_from_recipe, recipe_of
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dm = datamodule_from_recipe(recipe_of(self))
+        rows = self.evaluate(dm)
+        f, u = dm.split("test").tensors
+        plots.save(self.plot_green(), out_dir / "green.png")
+        plots.save(self.plot_support(), out_dir / "support.png")
+        plots.save(plots.plot_prediction(self, f[0], u[0]), out_dir / "prediction.png")
+        return {
+            "task": f"apply the {dm.hparams.task} operator to {len(f)} test functions",
+            "metric": rows[0]["name"],
+            "value": rows[0]["value"],
+        }
+
+    def plot_green(self, m: int = 128, ax: Any = None) -> Any:
+        """Draws :meth:`green` as the kernel ``G(x, y)``; returns the axes."""
+        from zoo.kernel_operator.plots import plot_green
+
+        return plot_green(self, m, ax)
+
+    def plot_support(self, ax: Any = None) -> Any:
+        """Draws :meth:`support_mask`, the learned staircase; returns the axes."""
+        from zoo.kernel_operator.plots import plot_support
+
+        return plot_support(self, ax)
+
+    # ----------------------------------------------------------------------------------------
     # The closed form
 
     def accumulate(self, f: torch.Tensor, u: torch.Tensor) -> None:
@@ -249,6 +312,8 @@ class KernelOperator(pl.LightningModule):
         f, u = batch
         if self.hparams.mode == "closed_form":
             self.accumulate(f, u)
+            if self.trainer.is_last_batch:
+                self.optimizers().step()  # the solve, counted by Lightning as one step
             return None
         loss = self._ridge_objective(f, u)
         self.log("train/objective", loss, prog_bar=True, sync_dist=True)
@@ -258,12 +323,8 @@ class KernelOperator(pl.LightningModule):
         if self.hparams.mode == "closed_form":
             self.reset_statistics()
 
-    def on_train_epoch_end(self) -> None:
-        if self.hparams.mode == "closed_form" and self._stale:
-            self._solve_synced()
-
     def on_validation_epoch_start(self) -> None:
-        # Lightning validates before on_train_epoch_end: solve first if new data came in.
+        # A run stopped mid-epoch (limit_train_batches, max_steps) has not solved yet.
         if self.hparams.mode == "closed_form" and self._stale:
             self._solve_synced()
         self._error.zero_()
@@ -285,7 +346,7 @@ class KernelOperator(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         if self.hparams.mode == "closed_form":
-            return None
+            return _ClosedFormStep(self)
         return torch.optim.LBFGS(
             [self.W],
             lr=1.0,
@@ -392,6 +453,22 @@ class KernelOperator(pl.LightningModule):
                 f"KernelOperator input has {bad} NaN or infinite values; clean "
                 "or interpolate them first"
             )
+
+
+class _ClosedFormStep(torch.optim.Optimizer):
+    """The closed-form solve as an optimizer, so that Lightning counts it as a training step
+    (checkpointing and ``max_steps`` then work as for any model)."""
+
+    def __init__(self, module: KernelOperator) -> None:
+        super().__init__([module.W], {})
+        self._module = module
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> None:
+        if closure is not None:
+            with torch.enable_grad():
+                closure()
+        self._module._solve_synced()
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
