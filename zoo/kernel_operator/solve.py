@@ -27,11 +27,12 @@ __all__ = [
     "fit",
     "level_sse_cutoff",
     "level_sse_ridge",
+    "select",
     "tune",
 ]
 
 #: Candidate grids for hold-out tuning.
-RIDGE_LAM0 = tuple(2.0 ** (g / 2) for g in range(-48, 5))  # 6e-8 ... 4
+RIDGE_OFFSET = -48  # λ_0 = 2^(g/2) for g = -48 ... 4: 6e-8 ... 4
 RIDGE_RHO = tuple(r / 2 for r in range(0, 9))  # 0 ... 4
 CUTOFF_KAPPA = tuple(r / 4 for r in range(0, 13))  # 0 ... 3
 
@@ -145,6 +146,67 @@ def level_sse_cutoff(
     return table
 
 
+def schedules(
+    filter: str, n_levels: int, max_kept: int, *, single: bool
+) -> tuple[list[tuple[float, float]], torch.Tensor]:
+    """The candidate input-filter schedules and, for each, its column in a per-level table.
+
+    Ridge tables have one column per ``λ = 2^(h/2)``, ``h`` from :data:`RIDGE_OFFSET`; cutoff
+    tables one column per kept count ``N = 0 ... max_kept``.
+
+    Returns:
+        ``[(scale, slope), ...]`` and the column of each level, ``(n_schedules, n_levels)``.
+    """
+    levels = range(n_levels)
+    if filter == "ridge":
+        slopes = (0.0,) if single else RIDGE_RHO
+        pairs = [(g, rho) for g in range(RIDGE_OFFSET, 5) for rho in slopes]
+        found = [(2.0 ** (g / 2), rho) for g, rho in pairs]
+        columns = [
+            [g + round(2 * rho * level) - RIDGE_OFFSET for level in levels] for g, rho in pairs
+        ]
+    else:
+        slopes = (0.0,) if single else CUTOFF_KAPPA
+        scales = [2.0 ** (q / 4) for q in range(4 * math.ceil(math.log2(max(max_kept, 1))) + 1)]
+        found = [(scale, kappa) for scale in scales for kappa in slopes]
+        columns = [
+            [min(Regularisation("cutoff", t, k, 0).cutoff(level), max_kept) for level in levels]
+            for t, k in found
+        ]
+    return found, torch.tensor(columns)
+
+
+def ridge_lambdas(n_levels: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The ridge values a per-level table is computed for: every ``λ_0 2^(ρl)`` on the grids."""
+    steps = range(RIDGE_OFFSET, 5 + int(2 * max(RIDGE_RHO)) * n_levels + 1)
+    return torch.tensor([2.0 ** (h / 2) for h in steps], dtype=dtype)
+
+
+def select(
+    table: torch.Tensor, zero: torch.Tensor, filter: str, *, single: bool, max_kept: int = 0
+) -> tuple[Regularisation, float]:
+    """The schedule and output cut with the smallest total of a per-level table.
+
+    Args:
+        table: Per-level error (hold-out SSE, or exact risk) of each column, ``(n_levels, C)``.
+        zero: Per-level error of predicting zero, ``(n_levels,)``.
+        filter: ``ridge`` or ``cutoff``.
+        single: Restrict to the single-level family.
+        max_kept: The largest cutoff column (cutoff tables).
+
+    Returns:
+        The best regularisation and its total error.
+    """
+    n_levels = table.shape[0]
+    found, columns = schedules(filter, n_levels, max_kept, single=single)
+    per_level = table[torch.arange(n_levels), columns]  # (n_schedules, n_levels)
+    totals = per_level.cumsum(1) + (zero.sum() - zero.cumsum(0))  # keep levels <= cut
+    best = int(totals.argmin())
+    schedule, cut = divmod(best, n_levels)
+    scale, slope = found[schedule]
+    return Regularisation(filter, scale, slope, cut), float(totals.flatten()[best])
+
+
 def tune(
     train: Statistics, val: Statistics, levels: torch.Tensor, filter: str, *, single: bool
 ) -> tuple[Regularisation, float]:
@@ -161,36 +223,10 @@ def tune(
         single: Restrict to the single-level family (``ρ = 0``, ``κ = 0``).
     """
     n_levels = int(levels.max()) + 1
-    rows = torch.arange(n_levels)
+    zero = torch.zeros(n_levels, dtype=train.xtx.dtype).index_add_(0, levels, val.yty)
     if filter == "ridge":
-        slopes = (0.0,) if single else RIDGE_RHO
-        offset = -48  # λ = 2^(h/2) for h in offset ... ; λ_0 = 2^(g/2), g in offset ... 4
-        steps = range(offset, 5 + int(2 * max(slopes)) * n_levels + 1)
-        lambdas = torch.tensor([2.0 ** (h / 2) for h in steps], dtype=train.xtx.dtype)
-        table = level_sse_ridge(train, val, levels, lambdas)
-        schedules = [(2.0 ** (g / 2), rho) for g in range(offset, 5) for rho in slopes]
-        index = [
-            [g + round(2 * rho * level) - offset for level in rows.tolist()]
-            for g in range(offset, 5)
-            for rho in slopes
-        ]
-    else:
-        slopes = (0.0,) if single else CUTOFF_KAPPA
-        max_kept = min(train.xtx.shape[0], int(train.n) - 2)
-        table = level_sse_cutoff(train, val, levels, max_kept)
-        scales = [2.0 ** (q / 4) for q in range(4 * int(math.log2(max_kept)) + 1)]
-        schedules = [(scale, kappa) for scale in scales for kappa in slopes]
-        index = [
-            [
-                min(Regularisation("cutoff", t, k, 0).cutoff(level), max_kept)
-                for level in rows.tolist()
-            ]
-            for t, k in schedules
-        ]
-    per_level = table[rows, torch.tensor(index)]  # (n_schedules, n_levels)
-    zero = torch.zeros(n_levels, dtype=table.dtype).index_add_(0, levels, val.yty)
-    totals = per_level.cumsum(1) + (zero.sum() - zero.cumsum(0))  # keep levels <= cut
-    best = int(totals.argmin())
-    schedule, cut = divmod(best, n_levels)
-    scale, slope = schedules[schedule]
-    return Regularisation(filter, scale, slope, cut), float(totals.flatten()[best])
+        table = level_sse_ridge(train, val, levels, ridge_lambdas(n_levels, train.xtx.dtype))
+        return select(table, zero, filter, single=single)
+    max_kept = min(train.xtx.shape[0], int(train.n) - 2)
+    table = level_sse_cutoff(train, val, levels, max_kept)
+    return select(table, zero, filter, single=single, max_kept=max_kept)
