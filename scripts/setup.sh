@@ -22,5 +22,5 @@ echo "zoo setup: installing the project into $venv (torch pinned by scripts/cons
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -c scripts/constraints.txt torch==2.13.0
-"$venv/bin/python" -m pip install --quiet -c scripts/constraints.txt -e ".[test]"
+"$venv/bin/python" -m pip install --quiet -c scripts/constraints.txt -e ".[test,baselines]"
 echo "$want" > "$stamp"

@@ -108,6 +108,10 @@ def plot_rates(
                 color=color,
                 label=f"theory {slopes[label]:.3f}",
             )
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks(n_arr, labels=[str(int(k)) for k in n_arr])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="training samples n", ylabel="risk E‖(Â − A)f‖²")
     ax.legend(frameon=False, fontsize=8)
     return ax
