@@ -81,17 +81,21 @@ def main() -> None:
     fno_error = relative_l2(fno(f_test), u_test)
 
     result = {
-        "n": args.n, "fno_steps": args.steps, "threads": args.threads,
+        "n": args.n,
+        "fno_steps": args.steps,
+        "threads": args.threads,
         "kernel": {"rel_l2": kernel_error, "seconds": kernel_seconds},
         "fno": {"rel_l2": fno_error, "seconds": fno_seconds},
         "error_ratio_kernel_over_fno": kernel_error / fno_error,
         "time_ratio_fno_over_kernel": fno_seconds / kernel_seconds,
     }
     print(json.dumps(result, indent=2))
-    print(f"kernel operator: rel L2 {kernel_error:.4%} in {kernel_seconds:.2f} s; "
-          f"FNO ({args.steps} steps): {fno_error:.4%} in {fno_seconds:.1f} s; "
-          f"error ratio {kernel_error / fno_error:.2f}, FNO takes "
-          f"{fno_seconds / kernel_seconds:.0f}x longer")
+    print(
+        f"kernel operator: rel L2 {kernel_error:.4%} in {kernel_seconds:.2f} s; "
+        f"FNO ({args.steps} steps): {fno_error:.4%} in {fno_seconds:.1f} s; "
+        f"error ratio {kernel_error / fno_error:.2f}, FNO takes "
+        f"{fno_seconds / kernel_seconds:.0f}x longer"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Writes the notebooks in notebooks/ (outputs are not stored; the test suite executes them).
 
-    python scripts/make_notebooks.py
+python scripts/make_notebooks.py
 """
 
 from pathlib import Path
