@@ -179,7 +179,9 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_json(tmp / "config.json", config)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "name": name})
+        # One metadata key: safetensors writes a map's keys in no fixed order, and the file
+        # must be byte-identical for the same weights (the registry pins its sha256).
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "recipe.yaml").write_text(recipe or "# exported from Python, not from a recipe\n")
         record = {
             "name": name,
@@ -423,8 +425,8 @@ def _code_provenance() -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
-    """The repository's commit, with ``-dirty`` when it has uncommitted changes; ``None``
-    outside a git checkout (an installed wheel)."""
+    """The repository's commit, with ``-dirty`` when its code has uncommitted changes (the
+    bundled ``checkpoints/`` do not count); ``None`` outside a git checkout."""
     if not (_REPO / ".git").exists():
         return None
     try:
@@ -432,7 +434,15 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)checkpoints",
+            ],
             cwd=_REPO,
             capture_output=True,
             text=True,
