@@ -60,6 +60,14 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert verify_probe(loaded)
 
 
+def test_exports_are_byte_reproducible(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = ToyRegressor()
+    first = save_pretrained(model, tmp_path / "a", name="toy.demo")
+    second = save_pretrained(model, tmp_path / "b", name="toy.demo")
+    assert file_hashes(first) == file_hashes(second)
+
+
 def test_tied_tensors_survive_the_round_trip(tmp_path: Path) -> None:
     loaded = assert_export_roundtrip(TiedWeights(), tmp_path / "tied")
     assert loaded.decoder.weight is loaded.encoder.weight

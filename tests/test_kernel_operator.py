@@ -289,3 +289,43 @@ def test_recipe_regenerates_the_shipped_weights(tmp_path: Path, subprocess_env) 
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     shipped = zoo.load("kernel-operator.varcoef1d")
     assert (state["W"] - shipped.W).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_ddp_statistics_add_up_to_the_single_process_fit(tmp_path: Path, subprocess_env) -> None:
+    """Two CPU processes each accumulate half the batches; the all-reduced statistics give
+    the single-process estimate (the regularisation is given, so no fold enters)."""
+    smoke = REPO / "recipes" / "kernel-operator" / "smoke.yaml"
+    fixed = ["--model.lam0", "1e-4", "--model.rho", "1.0", "--model.max_level", "3"]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zoo",
+            "fit",
+            "--config",
+            str(smoke),
+            *fixed,
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    distributed = torch.load(ckpt, weights_only=True)["state_dict"]["W"]
+
+    data = LinearOperatorDataModule(
+        task="varcoef", grid_size=32, n_train=256, n_val=64, n_test=64, batch_size=64
+    )
+    single = KernelOperator(n_in=32, n_out=32, lam0=1e-4, rho=1.0, max_level=3)
+    single.fit_closed_form(*data.split("train").tensors)
+    assert torch.allclose(distributed, single.W, rtol=1e-9, atol=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,9 @@ import zoo
 from zoo import registry
 from zoo.errors import RegistryError, UnknownModelError
 from zoo.registry import Entry, Paper, Weights
+from zoo.testing import file_hashes
 
+REPO = Path(__file__).resolve().parent.parent
 SHA = "0" * 64
 PAPER = Paper(title="T", authors=("A",), arxiv="1234.56789")
 
@@ -39,12 +42,20 @@ def make_entry(name: str = "demo-entry", tags: tuple[str, ...] = ("a", "b"), **k
 
 @pytest.mark.parametrize("entry", registry.entries(), ids=lambda e: e.name)
 def test_registered_entries_follow_the_schema(entry: Entry) -> None:
-    assert entry.package.startswith("zoo.")
     assert entry.name in {"dsp", "fab", "lamp", "kernel-operator", "nlsb", "denoising", "mars"}
+    assert (REPO / "model_cards" / f"{entry.name}.md").is_file(), "every entry has a card"
     for weights in entry.weights:
-        assert weights.repo_id is None or weights.revision is not None
-        assert set(weights.files) >= {"config.json", "model.safetensors"}
-        assert registry.info(f"{entry.name}.{weights.tag}")["module"].startswith(entry.package)
+        name = f"{entry.name}.{weights.tag}"
+        assert registry.info(name)["module"].startswith(entry.package + ".")
+        assert (REPO / "recipes" / weights.recipe).is_file(), f"{name}: no recipe"
+        bundled = REPO / "checkpoints" / name
+        assert bundled.is_dir() or weights.repo_id, f"{name}: neither bundled nor on the Hub"
+        if bundled.is_dir():
+            assert file_hashes(bundled) == dict(weights.files), f"{name}: stale sha256 pins"
+            config = json.loads((bundled / "config.json").read_text())
+            assert config["class_path"] == entry.module_path(weights)
+        for metric in weights.metrics:
+            assert metric.command, f"{name}: say which command measured {metric.name!r}"
 
 
 def test_bare_name_is_the_default_tag() -> None:

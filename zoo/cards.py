@@ -18,6 +18,7 @@ from zoo.errors import UnknownModelError
 __all__ = ["render_card"]
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+_FIGURE = re.compile(r"!\[([^\]]*)\]\((figures/[^)]+)\)")
 
 
 def render_card(config: Mapping[str, Any], record: Mapping[str, Any]) -> str:
@@ -62,6 +63,8 @@ def render_card(config: Mapping[str, Any], record: Mapping[str, Any]) -> str:
         path = model_cards_root() / f"{entry.name}.md"
         if path.is_file():
             body = _FRONT_MATTER.sub("", path.read_text()).strip()
+            # Figures live beside the entry's card in the repository, not in the export.
+            body = _FIGURE.sub(r"(Figure: \1, `model_cards/\2` in the zoo repository.)", body)
     card = ModelCard.from_template(
         card_data,
         template_path=str(model_cards_root() / "template.md"),

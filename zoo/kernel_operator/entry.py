@@ -27,7 +27,7 @@ register(
                 recipe="kernel-operator/varcoef1d.yaml",
                 files={
                     "config.json": "0ee34e60173d47bb3fcca2bf77e1a8b1f17049ce1ee6ce99fab82e5e445be434",
-                    "model.safetensors": "251791d451de1ec1a0120f1bf6eca759bf4a1552862e672d83a9aff02abbeaec",
+                    "model.safetensors": "ba730f1a6088c93678e0b315857a31bd0fc95a0913af5bdebf0b45febd4658d8",
                 },
                 metrics=(
                     Metric(
@@ -52,7 +52,7 @@ register(
                 recipe="kernel-operator/powerlaw.yaml",
                 files={
                     "config.json": "804b43408ccc1939f6ad8bfbe0f83573ee3d14148697cb8da3b3eb48395feb4a",
-                    "model.safetensors": "8a307b4e21537343c9b076b3d55c16395d913a77fba90faaba606192693bc3c6",
+                    "model.safetensors": "590b3438ec74442b9dbc72867c24f9118a5fdb0870dfc07be5ac54fefb396a9b",
                 },
                 metrics=(
                     Metric(

@@ -100,7 +100,8 @@ class KernelOperator(pl.LightningModule):
         self.automatic_optimization = mode == "gradient"
 
         # --- the estimate and its structure (exported) ---
-        # W is a parameter in both modes; the closed form sets it without gradients.
+        # W is a parameter in both modes; the closed form sets it without gradients (it is
+        # marked trainable only while fitting, so that DDP can wrap the module).
         self.W = nn.Parameter(
             torch.zeros(n_out, n_in, dtype=torch.float64), requires_grad=mode == "gradient"
         )
@@ -322,6 +323,14 @@ class KernelOperator(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self.hparams.mode == "closed_form":
             self.reset_statistics()
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.mode == "closed_form":
+            self.W.requires_grad_(True)  # DDP refuses a module with nothing to train
+
+    def on_fit_end(self) -> None:
+        if self.hparams.mode == "closed_form":
+            self.W.requires_grad_(False)
 
     def on_validation_epoch_start(self) -> None:
         # A run stopped mid-epoch (limit_train_batches, max_steps) has not solved yet.
