@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -329,3 +330,27 @@ def test_ddp_statistics_add_up_to_the_single_process_fit(tmp_path: Path, subproc
     single = KernelOperator(n_in=32, n_out=32, lam0=1e-4, rho=1.0, max_level=3)
     single.fit_closed_form(*data.split("train").tensors)
     assert torch.allclose(distributed, single.W, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_fno_benchmark_runs(subprocess_env) -> None:
+    """A smoke run of the benchmark against neuraloperator's FNO (no accuracy threshold)."""
+    pytest.importorskip("neuralop")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "kernel_operator_vs_fno.py"),
+            "--n",
+            "256",
+            "--steps",
+            "20",
+        ],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout[: run.stdout.rindex("}") + 1])
+    assert result["kernel"]["rel_l2"] < 0.02
+    assert result["fno"]["seconds"] > 0 and math.isfinite(result["fno"]["rel_l2"])
