@@ -16,21 +16,11 @@ from safetensors.torch import load_file
 import zoo
 from zoo.cli import main
 from zoo.registry import Entry
+from zoo.testing import run_zoo
 
 REPO = Path(__file__).resolve().parent.parent
 TOY = REPO / "tests" / "data" / "toy.yaml"
 HEAVY = ("torch", "lightning", "torch_geometric", "e3nn", "transformers")
-
-
-def run_zoo(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "zoo", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def error_line(capsys) -> str:
@@ -158,13 +148,13 @@ def test_fit_then_export_through_the_cli(subprocess_env, tmp_path: Path) -> None
     root = tmp_path / "run"
     fit = run_zoo(
         ["fit", "--config", str(TOY), "--trainer.default_root_dir", str(root)],
-        subprocess_env,
-        tmp_path,
+        cwd=tmp_path,
+        env=subprocess_env,
     )
     assert fit.returncode == 0, fit.stderr
     (ckpt,) = root.glob("checkpoints/*.ckpt")
     out = tmp_path / "toy.demo"
-    export = run_zoo(["export", str(ckpt), "--out", str(out)], subprocess_env, tmp_path)
+    export = run_zoo(["export", str(ckpt), "--out", str(out)], cwd=tmp_path, env=subprocess_env)
     assert export.returncode == 0, export.stderr
     record = json.loads((out / "zoo.json").read_text())
     assert record["provenance"]["seed"] == 7
@@ -192,8 +182,8 @@ def test_ddp_ranks_end_with_identical_weights(subprocess_env, tmp_path: Path) ->
             "--trainer.default_root_dir",
             str(root),
         ],
-        subprocess_env,
-        tmp_path,
+        cwd=tmp_path,
+        env=subprocess_env,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
     ranks = [load_file(root / f"rank{r}.safetensors") for r in (0, 1)]

@@ -17,7 +17,7 @@ import zoo
 from zoo.kernel_operator import KernelOperator, LinearOperatorDataModule, fourier, make_task
 from zoo.kernel_operator.rates import SAMPLE_SIZES, fit_slope, oracle_exact, theory
 from zoo.kernel_operator.solve import Regularisation, Statistics, fit, level_sse_ridge, tune
-from zoo.testing import assert_export_roundtrip, assert_finite
+from zoo.testing import assert_export_roundtrip, assert_finite, run_zoo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -264,11 +264,8 @@ def test_shipped_weights_generalise_to_fresh_data() -> None:
 @pytest.mark.slow
 def test_recipe_regenerates_the_shipped_weights(tmp_path: Path, subprocess_env) -> None:
     recipe = REPO / "recipes" / "kernel-operator" / "varcoef1d.yaml"
-    fit_run = subprocess.run(
+    fit_run = run_zoo(
         [
-            sys.executable,
-            "-m",
-            "zoo",
             "fit",
             "--config",
             str(recipe),
@@ -281,9 +278,6 @@ def test_recipe_regenerates_the_shipped_weights(tmp_path: Path, subprocess_env) 
         ],
         cwd=tmp_path,
         env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert fit_run.returncode == 0, fit_run.stderr[-2000:]
     ckpt = tmp_path / "runs" / "kernel-operator" / "varcoef1d" / "checkpoints" / "varcoef1d.ckpt"
@@ -298,11 +292,8 @@ def test_ddp_statistics_add_up_to_the_single_process_fit(tmp_path: Path, subproc
     the single-process estimate (the regularisation is given, so no fold enters)."""
     smoke = REPO / "recipes" / "kernel-operator" / "smoke.yaml"
     fixed = ["--model.lam0", "1e-4", "--model.rho", "1.0", "--model.max_level", "3"]
-    run = subprocess.run(
+    run = run_zoo(
         [
-            sys.executable,
-            "-m",
-            "zoo",
             "fit",
             "--config",
             str(smoke),
@@ -316,9 +307,6 @@ def test_ddp_statistics_add_up_to_the_single_process_fit(tmp_path: Path, subproc
         ],
         cwd=tmp_path,
         env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     (ckpt,) = tmp_path.rglob("*.ckpt")

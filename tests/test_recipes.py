@@ -6,13 +6,12 @@ Recipes live at ``recipes/<entry>/<task>.yaml``; the shrunk versions the tests r
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from zoo.cli import main
+from zoo.testing import run_zoo
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 ALL = sorted(RECIPES.glob("*/*.yaml"))
@@ -34,22 +33,10 @@ def test_recipe_parses(recipe: Path, capsys) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", SMOKE, ids=recipe_id)
 def test_smoke_recipe_trains(recipe: Path, tmp_path: Path, subprocess_env) -> None:
-    fit = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zoo",
-            "fit",
-            "--config",
-            str(recipe),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-        ],
-        env=subprocess_env,
+    fit = run_zoo(
+        ["fit", "--config", str(recipe), "--trainer.default_root_dir", str(tmp_path)],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        env=subprocess_env,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt")), "the smoke run saved no checkpoint"

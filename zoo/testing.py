@@ -7,6 +7,8 @@
 - :class:`ToyRegressor`, :class:`ToyDataModule`: a tiny module and data for exercising the core
   (export, Hub, CLI, DDP). They are fixtures, not entries of the zoo.
 - :class:`SaveRankWeights`: each DDP rank writes its final weights, to compare ranks.
+- :func:`run_zoo`: the ``zoo`` command in a subprocess (DDP re-launches its own command
+  line, so training runs through the CLI never run inside the test process).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ __all__ = [
     "assert_export_roundtrip",
     "assert_finite",
     "file_hashes",
+    "run_zoo",
     "temporary_entry",
 ]
 
@@ -113,6 +118,31 @@ def assert_finite(outputs: Any) -> None:
 def file_hashes(folder: str | os.PathLike[str]) -> dict[str, str]:
     """``{filename: sha256}`` of an export folder's pinned files, as the registry holds them."""
     return {name: sha256(Path(folder) / name) for name in ("config.json", "model.safetensors")}
+
+
+def run_zoo(
+    args: list[str],
+    *,
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m zoo ARGS`` in a subprocess and returns the finished process.
+
+    Args:
+        args: The command line after ``zoo``.
+        cwd: Working directory (relative paths in recipes resolve against it).
+        env: Environment; the current one by default.
+        timeout: Seconds before the run is killed.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextlib.contextmanager
