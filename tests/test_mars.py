@@ -1,0 +1,149 @@
+"""Entry ``mars`` (work in progress): environments, GP interpolators, the score network and its
+loss, fSVGD, the metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo.mars.data import ENVIRONMENTS, environment, gp_shift_mean, sample_tasks
+from zoo.mars.gp import GPInterpolator, rbf
+from zoo.mars.metrics import calibration_error, mixture_nll, rmse
+from zoo.mars.score import ScoreTransformer, score_matching_loss
+from zoo.mars.svgd import FSVGD
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
+def test_environments_are_seeded_and_shaped(name: str) -> None:
+    env = environment(name)
+    first = sample_tasks(env, 3, 5, 7, seed=1)
+    second = sample_tasks(env, 3, 5, 7, seed=1)
+    assert torch.equal(first[2].y_query, second[2].y_query)
+    assert first[0].x.shape == (5, 1) and first[0].x_query.shape == (7, 1)
+    assert ((first[0].x >= env.low) & (first[0].x <= env.high)).all()
+    assert not torch.equal(first[0].y, sample_tasks(env, 3, 5, 7, seed=2)[0].y)
+    with pytest.raises(ValueError, match="unknown environment 'sine'"):
+        environment("sine")
+
+
+def test_sinusoid_matches_its_generator_statistics() -> None:
+    """Per task, y = b + a x + A sin(1.5 (x - x0)); with x0 small, a least-squares fit on
+    [1, x, sin 1.5x, cos 1.5x] recovers b, a and A, whose means the generator fixes."""
+    tasks = sample_tasks(environment("sinusoid"), 300, 0, 60, seed=0)
+    coefficients = []
+    for task in tasks:
+        x = task.x_query[:, 0]
+        design = torch.stack([torch.ones_like(x), x, torch.sin(1.5 * x), torch.cos(1.5 * x)], 1)
+        coefficients.append(torch.linalg.lstsq(design, task.y_query[:, None]).solution[:, 0])
+    offset, slope, amplitude, _ = torch.stack(coefficients).mean(0).tolist()
+    assert offset == pytest.approx(5.0, abs=0.05)
+    assert slope == pytest.approx(0.5, abs=0.05)
+    assert amplitude == pytest.approx(1.0, abs=0.05)
+
+
+def test_gp_shift_scatters_around_its_mean() -> None:
+    tasks = sample_tasks(environment("gp-shift"), 300, 0, 20, seed=0)
+    residual = torch.stack([t.y_query - gp_shift_mean(t.x_query[:, 0]) for t in tasks])
+    assert residual.var().item() == pytest.approx(1.0 + 0.1**2, rel=0.1)
+
+
+def test_gp_posterior_matches_the_closed_form() -> None:
+    xs = torch.tensor([[[0.0], [1.0]]], dtype=torch.float64)
+    ys = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    gp = GPInterpolator(
+        xs,
+        ys,
+        torch.tensor(0.0).double(),
+        torch.tensor(0.0).double(),
+        torch.tensor(math.log(0.1)).double(),
+    )
+    x = torch.tensor([[[0.5]]], dtype=torch.float64)
+    mean, cov = gp.posterior(torch.tensor([0]), x)
+    k = torch.tensor([[1.0, math.exp(-0.5)], [math.exp(-0.5), 1.0]], dtype=torch.float64)
+    k_star = torch.full((1, 2), math.exp(-0.125), dtype=torch.float64)
+    inverse = torch.linalg.inv(k + 0.01 * torch.eye(2, dtype=torch.float64))
+    assert mean.item() == pytest.approx((k_star @ inverse @ ys[0]).item(), abs=1e-9)
+    assert cov.item() == pytest.approx((1 - k_star @ inverse @ k_star.T).item(), abs=1e-9)
+    samples = gp.sample(torch.tensor([0]), x, 20000, torch.Generator().manual_seed(0))
+    assert samples.var().item() == pytest.approx(cov.item(), rel=0.05)
+
+
+def test_gp_hyperparameters_are_learned_from_all_tasks() -> None:
+    generator = torch.Generator().manual_seed(0)
+    xs = 4 * torch.rand(30, 8, 1, generator=generator, dtype=torch.float64)
+    k = rbf(xs, xs, torch.tensor(0.7), torch.tensor(1.0)) + 1e-6 * torch.eye(8)
+    z = torch.randn(30, 8, 1, generator=generator, dtype=torch.float64)
+    ys = (torch.linalg.cholesky(k) @ z).squeeze(-1) + 0.05 * torch.randn(
+        30, 8, generator=generator, dtype=torch.float64
+    )
+    gp = GPInterpolator.fit(xs, ys)
+    assert gp.log_lengthscale.exp().item() == pytest.approx(0.7, rel=0.25)
+
+
+def test_score_network_is_permutation_equivariant() -> None:
+    torch.manual_seed(0)
+    net = ScoreTransformer(width=16, blocks=1, heads=2, key_size=8).double().eval()
+    x, f = torch.randn(3, 6, 1, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    perm = torch.randperm(6)
+    assert torch.allclose(net(x, f)[:, perm], net(x[:, perm], f[:, perm]), atol=1e-12)
+    assert net(x[:, :4], f[:, :4]).shape == (3, 4)  # any number of points
+
+
+def test_exact_score_matching_loss_matches_finite_differences() -> None:
+    torch.manual_seed(0)
+    net = ScoreTransformer(width=16, blocks=1, heads=2, key_size=8, spectral=False).double()
+    x, f = torch.randn(2, 5, 1, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    eps = 1e-6
+    trace = torch.zeros(2, dtype=torch.float64)
+    for i in range(5):
+        step = torch.zeros_like(f)
+        step[:, i] = eps
+        trace += (net(x, f + step)[:, i] - net(x, f - step)[:, i]) / (2 * eps)
+    expected = (trace + 0.5 * (net(x, f) ** 2).sum(-1)).mean()
+    assert score_matching_loss(net, x, f).item() == pytest.approx(expected.item(), abs=1e-7)
+
+
+def test_score_matching_is_minimized_by_the_true_score() -> None:
+    """For f ~ N(0, I) the loss of s(f) = -c f is E[-c k + c²|f|²/2], smallest at c = 1."""
+    f = torch.randn(4000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.zeros(4000, 3, 1, dtype=torch.float64)
+    losses = {
+        c: score_matching_loss(lambda _, g, c=c: -c * g, x, f).item() for c in (0.8, 1.0, 1.2)
+    }
+    assert losses[1.0] < losses[0.8] and losses[1.0] < losses[1.2]
+
+
+def test_fsvgd_with_one_particle_reaches_the_gaussian_map() -> None:
+    """One particle, no measurement points, prior N(0, τ²) at each point: the particle climbs
+    to the MAP ``y τ² / (τ² + σ²)`` at the context points."""
+    x = torch.tensor([[-1.0], [0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    tau, sigma = 1.0, 0.5
+    svgd = FSVGD(particles=1, steps=1500, lr=1e-2, noise=sigma, n_measurement=0)
+    box = (torch.tensor([-1.0]).double(), torch.tensor([1.0]).double())
+    post = svgd.fit(x, y, lambda _, f: -f / tau**2, box)
+    expected = y * tau**2 / (tau**2 + sigma**2)
+    assert torch.allclose(post.functions(x)[0], expected, atol=1e-3)
+
+
+def test_metrics_against_hand_computed_values() -> None:
+    y = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    means = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    assert mixture_nll(y, means, 1.0) == pytest.approx(0.5 * math.log(2 * math.pi))
+    two = torch.tensor([[0.0, 0.0], [2.0, 2.0]], dtype=torch.float64)
+    density = 0.5 * (math.exp(0) + math.exp(-2)) / math.sqrt(2 * math.pi)  # at y = 0
+    density_1 = math.exp(-0.5) / math.sqrt(2 * math.pi)  # at y = 1, both components
+    assert mixture_nll(y, two, 1.0) == pytest.approx(
+        -0.5 * (math.log(density) + math.log(density_1))
+    )
+    assert rmse(y, two) == pytest.approx(math.sqrt(0.5))
+    # y at the predictive median everywhere: CDF(y) = 0.5, so P(CDF <= q) is 0 below 0.5.
+    levels = torch.linspace(0.025, 0.975, 20, dtype=torch.float64)
+    expected = ((levels >= 0.5).double() - levels).abs().mean().item()
+    assert calibration_error(y, means, 1.0) == pytest.approx(expected)
+    # A calibrated predictive has a small error.
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.randn(20000, generator=generator, dtype=torch.float64)
+    assert calibration_error(draws, torch.zeros(1, 20000, dtype=torch.float64), 1.0) < 0.01
