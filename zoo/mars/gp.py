@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GPInterpolator", "rbf"]
+__all__ = ["GPInterpolator", "log_marginal", "rbf"]
 
 
 def rbf(
@@ -57,7 +57,7 @@ class GPInterpolator:
         optimizer = torch.optim.Adam([params], lr=lr)
         for _ in range(steps):
             optimizer.zero_grad()
-            loss = -_log_marginal(xs, ys, *params.exp()).sum()
+            loss = -log_marginal(xs, ys, *params.exp()).sum()
             loss.backward()
             optimizer.step()
         log_l, log_v, log_n = params.detach()
@@ -69,7 +69,7 @@ class GPInterpolator:
 
     def log_marginal(self) -> torch.Tensor:
         """Log marginal likelihood of each task, ``(n_tasks,)``."""
-        return _log_marginal(
+        return log_marginal(
             self.xs,
             self.ys,
             self.log_lengthscale.exp(),
@@ -104,18 +104,24 @@ class GPInterpolator:
         x: torch.Tensor,
         n_samples: int,
         generator: torch.Generator | None = None,
+        noisy: bool = True,
     ) -> torch.Tensor:
-        """Posterior function samples at the measurement inputs: ``(n_samples, b, k)``.
+        """Posterior samples at the measurement inputs: ``(n_samples, b, k)``.
+
+        Args:
+            noisy: Sample observations (the function plus the fitted noise), whose covariance
+                is bounded below by the noise variance, rather than the noise-free function.
 
         One Cholesky per measurement set serves all its samples.
         """
         mean, cov = self.posterior(tasks, x)
-        chol = torch.linalg.cholesky(cov + 1e-8 * self.log_variance.exp() * _eye(x))
+        jitter = self.log_noise.exp() ** 2 if noisy else 1e-8 * self.log_variance.exp()
+        chol = torch.linalg.cholesky(cov + jitter * _eye(x))
         z = torch.randn((n_samples, *mean.shape), generator=generator, dtype=mean.dtype)
         return mean + (chol @ z.unsqueeze(-1)).squeeze(-1)
 
 
-def _log_marginal(
+def log_marginal(
     xs: torch.Tensor,
     ys: torch.Tensor,
     lengthscale: torch.Tensor,
