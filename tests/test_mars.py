@@ -147,3 +147,51 @@ def test_metrics_against_hand_computed_values() -> None:
     generator = torch.Generator().manual_seed(0)
     draws = torch.randn(20000, generator=generator, dtype=torch.float64)
     assert calibration_error(draws, torch.zeros(1, 20000, dtype=torch.float64), 1.0) < 0.01
+
+
+@pytest.fixture
+def small_mars():
+    from zoo.mars import MARS
+
+    torch.manual_seed(0)
+    return MARS(width=16, blocks=1, heads=2, key_size=8, svgd_steps=20, particles=4).eval()
+
+
+def test_fit_task_shapes_and_inputs(small_mars) -> None:
+    x = torch.linspace(-0.5, 0.5, 5)
+    post = small_mars.fit_task(x, torch.sin(x)[:, None])  # y as (n, 1) is accepted
+    mean, std = post.predict(torch.linspace(-1, 1, 7))
+    assert mean.shape == std.shape == (7,)
+    _, epistemic = post.predict(torch.linspace(-1, 1, 7), noise=False)
+    assert (epistemic < std).all()
+    assert post.sample(torch.zeros(3), 2).shape == (2, 3)
+    assert torch.equal(small_mars.predict(torch.zeros(3))[0], post.predict(torch.zeros(3))[0])
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (torch.zeros(5), torch.zeros(4), r"x has shape \(5, 1\) but y has shape \(4,\)"),
+        (torch.zeros(5, 2), torch.zeros(5), r"inputs of shape \(n, 1\), got \(5, 2\)"),
+        (torch.tensor([0.0, float("nan")]), torch.zeros(2), "NaN or infinite"),
+        (torch.zeros(2), torch.tensor([0.0, float("inf")]), "NaN or infinite"),
+    ],
+)
+def test_bad_task_input_is_explained(small_mars, x, y, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        small_mars.fit_task(x, y)
+
+
+def test_inputs_outside_the_meta_train_box_warn(small_mars) -> None:
+    with pytest.warns(UserWarning, match="outside the meta-train box"):
+        small_mars.fit_task(torch.tensor([5.0]), torch.tensor([0.0]))
+
+
+def test_zero_context_points_give_prior_samples(small_mars) -> None:
+    post = small_mars.fit_task(torch.zeros(0), torch.zeros(0))
+    assert post.sample(torch.linspace(-1, 1, 5)).shape == (4, 5)
+
+
+def test_predict_needs_a_fitted_task(small_mars) -> None:
+    with pytest.raises(RuntimeError, match="fit_task"):
+        small_mars.predict(torch.zeros(2))

@@ -69,7 +69,7 @@ def load(
 
     Example:
         >>> import zoo
-        >>> model = zoo.load("lamp")  # doctest: +SKIP
+        >>> model = zoo.load("kernel-operator")  # doctest: +SKIP
     """
     path = Path(name).expanduser()
     looks_like_path = isinstance(name, os.PathLike) or os.sep in str(name)
