@@ -104,3 +104,54 @@ def _predict(
     else:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     return (mean * norm.y_std + norm.y_mean)[None], (std * norm.y_std)[None]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.mars.evaluate --ckpt CKPT``: the meta-test table of a training run."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Evaluate MARS and its baselines.")
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `zoo fit`")
+    parser.add_argument("--env", default="sinusoid")
+    parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--n-tasks", type=int, default=None)
+    parser.add_argument("--svgd-steps", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override fSVGD init args, such as noise=0.3 clip=1.0",
+    )
+    args = parser.parse_args(argv)
+
+    from zoo.mars.datamodule import MarsDataModule
+    from zoo.mars.model import MARS
+
+    torch.set_num_threads(1)
+    state = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
+    hparams.update({k: float(v) for k, v in (item.split("=", 1) for item in args.set)})
+    model = MARS(**hparams)
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    data = MarsDataModule(env=args.env)
+    rows = evaluate_methods(
+        model,
+        data,
+        split=args.split,
+        seeds=tuple(range(args.seeds)),
+        methods=tuple(args.methods),
+        n_tasks=args.n_tasks,
+        svgd_steps=args.svgd_steps,
+    )
+    for row in rows:
+        print(f"{row['method']:12} {row['name']:18} {row['value']:.3f} ± {row['std']:.3f}")
+    print(json.dumps({"overrides": args.set, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
