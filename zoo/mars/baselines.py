@@ -91,21 +91,31 @@ class LearnedGP(nn.Module):
         self,
         xs: torch.Tensor,
         ys: torch.Tensor,
-        steps: int = 1500,
+        steps: int = 1000,
         lr: float = 1e-2,
+        weight_decay: float = 1e-2,
         seed: int = 0,
     ) -> LearnedGP:
         """Maximizes the summed marginal likelihood of the tasks ``xs`` ``(T, n, d)``,
-        ``ys`` ``(T, n)``."""
+        ``ys`` ``(T, n)``, with the vanilla GP's broad priors on the kernel hyperparameters and
+        weight decay on the mean network (with few points per task it overfits otherwise)."""
         torch.manual_seed(seed)
         for layer in self.mean:
             if isinstance(layer, nn.Linear):
                 layer.reset_parameters()
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.log_params.data.copy_(_PRIOR_MEAN)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": self.mean.parameters(), "weight_decay": weight_decay},
+                {"params": [self.log_params], "weight_decay": 0.0},
+            ],
+            lr=lr,
+        )
         for _ in range(steps):
             optimizer.zero_grad()
             residual = ys - self.mean(xs)[..., 0]
-            loss = -log_marginal(xs, residual, *self.log_params.exp()).sum()
+            penalty = 0.5 * (((self.log_params - _PRIOR_MEAN) / _PRIOR_STD) ** 2).sum()
+            loss = -log_marginal(xs, residual, *self.log_params.exp()).sum() + penalty
             loss.backward()
             optimizer.step()
         return self
