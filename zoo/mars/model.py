@@ -67,6 +67,9 @@ class MARS(pl.LightningModule):
             meta-train GP's noise.
         n_measurement: Measurement points per fSVGD step.
         clip: Prior score clipping.
+
+    The fSVGD defaults (``noise``, ``bandwidth``, ``clip``) were chosen on the sinusoid
+    meta-validation tasks (``python -m zoo.mars.evaluate --split val``).
     """
 
     def __init__(
@@ -82,10 +85,10 @@ class MARS(pl.LightningModule):
         particles: int = 10,
         svgd_steps: int = 1000,
         svgd_lr: float = 3e-3,
-        bandwidth: float = 0.2,
-        noise: float | None = None,
+        bandwidth: float = 2.0,
+        noise: float | None = 0.2,
         n_measurement: int = 10,
-        clip: float = 10.0,
+        clip: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
