@@ -195,3 +195,19 @@ def test_zero_context_points_give_prior_samples(small_mars) -> None:
 def test_predict_needs_a_fitted_task(small_mars) -> None:
     with pytest.raises(RuntimeError, match="fit_task"):
         small_mars.predict(torch.zeros(2))
+
+
+@pytest.mark.slow
+def test_evaluation_table_covers_every_method(small_mars) -> None:
+    from zoo.mars import MarsDataModule
+    from zoo.mars.evaluate import METHODS
+
+    data = MarsDataModule(n_eval_tasks=2, n_query=10)
+    with pytest.warns(UserWarning):  # the untrained model's box is the default [-1, 1]
+        rows = small_mars.evaluate(data, seeds=2, split="meta_test")
+    names = {row["name"] for row in rows}
+    assert names == {
+        f"{m} {metric}" for m in METHODS for metric in ("NLL", "RMSE", "calibration error")
+    }
+    assert all(math.isfinite(row["value"]) and row["std"] >= 0 for row in rows)
+    assert all(row["dataset"] == "sinusoid, 2 meta-test tasks, 2 seeds" for row in rows)

@@ -204,6 +204,69 @@ class MARS(pl.LightningModule):
             raise RuntimeError("MARS.predict: call fit_task(x, y) first")
         return self.last.predict(x, noise)
 
+    def evaluate(
+        self,
+        datamodule: Any = None,
+        *,
+        split: str = "test",
+        seeds: int = 5,
+        methods: tuple[str, ...] | None = None,
+        n_tasks: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The meta-test table: MARS and the baselines on the evaluation tasks of the recipe's
+        environment (or of ``datamodule``), one metric code for all.
+
+        Returns:
+            One row per method and metric: ``name`` (``"<method> <metric>"``), ``value`` (mean
+            over seeds), ``std`` (over seeds), ``dataset``.
+        """
+        from zoo.mars.evaluate import METHODS, evaluate_methods
+        from zoo.recipes import datamodule_from_recipe, recipe_of
+
+        split = {"meta_test": "test", "meta_val": "val"}.get(split, split)
+        dm = datamodule or datamodule_from_recipe(recipe_of(self))
+        rows = evaluate_methods(
+            self,
+            dm,
+            split=split,
+            seeds=tuple(range(seeds)),
+            methods=methods or METHODS,
+            n_tasks=n_tasks,
+        )
+        return [
+            {
+                "name": f"{r['method']} {r['name']}",
+                "value": r["value"],
+                "std": r["std"],
+                "dataset": r["dataset"],
+            }
+            for r in rows
+        ]
+
+    def showcase(self, out_dir: Any) -> dict[str, Any]:
+        """Fits the first meta-test task of the recipe's environment, saves the plot, and
+        reports MARS's NLL on that task's query points."""
+        from pathlib import Path
+
+        from zoo.mars.metrics import mixture_nll
+        from zoo.recipes import datamodule_from_recipe, recipe_of
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dm = datamodule_from_recipe(recipe_of(self))
+        task = dm.tasks("test")[0]
+        post = self.fit_task(task.x, task.y)
+        ax = self.plot_task(post, x_true=task.x_query, y_true=task.y_query)
+        ax.figure.savefig(out_dir / "task.png", dpi=120)
+        nll = mixture_nll(
+            task.y_query, post.sample(task.x_query), float(post.inner.noise * self.y_std)
+        )
+        return {
+            "task": f"fit a new {dm.hparams.env} task from {len(task.x)} points",
+            "metric": "NLL on 200 query points",
+            "value": nll,
+        }
+
     def plot_task(
         self,
         post: Posterior | None = None,
