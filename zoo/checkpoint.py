@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPORT_FILES",
     "FORMAT_VERSION",
+    "PINNED_FILES",
     "Origin",
     "call_module",
     "class_path_of",
@@ -50,13 +50,13 @@ __all__ = [
     "verify_probe",
 ]
 
-log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 EXPORT_FILES = ("config.json", "model.safetensors", "README.md", "recipe.yaml", "zoo.json")
-_REQUIRED = ("config.json", "model.safetensors")
-_HASHED = ("config.json", "model.safetensors")
-_PROBE_MAX_NUMBERS = 4096
+#: The files whose content decides behaviour: required to load, hashed in zoo.json, pinned by
+#: the registry.
+PINNED_FILES = ("config.json", "model.safetensors")
+_PROBE_MAX_CHARS = 65536
 _PROBE_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -187,7 +187,7 @@ def save_pretrained(
             "name": name,
             "provenance": {**_code_provenance(), **dict(provenance or {})},
             "metrics": [dict(m) for m in metrics or []],
-            "files": {f: sha256(tmp / f) for f in _HASHED},
+            "files": {f: sha256(tmp / f) for f in PINNED_FILES},
             "probe": make_probe(model),
         }
         _write_json(tmp / "zoo.json", record)
@@ -226,7 +226,7 @@ def load_folder(
     from safetensors.torch import load_model
 
     folder = Path(folder)
-    missing = [f for f in _REQUIRED if not (folder / f).is_file()]
+    missing = [f for f in PINNED_FILES if not (folder / f).is_file()]
     if missing:
         raise ExportFolderError(f"{folder} is not an export folder: it lacks {', '.join(missing)}")
     _check_hashes(folder, expected_files)
@@ -268,7 +268,7 @@ def make_probe(model: torch.nn.Module) -> dict[str, Any] | None:
     outputs = _run_probe(model, inputs)
     probe = {"input": _to_json(inputs), "output": _to_json(outputs), **_PROBE_TOLERANCE}
     size = len(json.dumps(probe))
-    if size > 16 * _PROBE_MAX_NUMBERS:
+    if size > _PROBE_MAX_CHARS:
         raise ExportFolderError(
             f"{class_path_of(model)}.example_input_array gives a probe of {size} characters; "
             "make the example input smaller (a few samples suffice)"
@@ -475,9 +475,3 @@ def _replace(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
-
-
-def origin_dict(model: torch.nn.Module) -> dict[str, Any]:
-    """The module's origin as a plain dict (for printing)."""
-    origin = getattr(model, "zoo_origin", None)
-    return asdict(origin) if origin is not None else {}

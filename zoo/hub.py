@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PublishResult", "cache_import", "download", "load", "publish"]
 
-log = logging.getLogger(__name__)
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

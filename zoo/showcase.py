@@ -7,7 +7,6 @@ saving its plots under ``out_dir``. A module without it is checked against its e
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from zoo import registry
 from zoo._format import number, table
 
 __all__ = ["run_showcase"]
-
-log = logging.getLogger(__name__)
 
 
 def run_showcase(out: str | Path, *, pattern: str = "*") -> list[dict[str, Any]]:

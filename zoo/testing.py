@@ -28,7 +28,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zoo import registry
-from zoo.checkpoint import EXPORT_FILES, call_module, load_folder, save_pretrained, sha256
+from zoo.checkpoint import (
+    EXPORT_FILES,
+    PINNED_FILES,
+    call_module,
+    load_folder,
+    save_pretrained,
+    sha256,
+)
 
 __all__ = [
     "SaveRankWeights",
@@ -117,7 +124,7 @@ def assert_finite(outputs: Any) -> None:
 
 def file_hashes(folder: str | os.PathLike[str]) -> dict[str, str]:
     """``{filename: sha256}`` of an export folder's pinned files, as the registry holds them."""
-    return {name: sha256(Path(folder) / name) for name in ("config.json", "model.safetensors")}
+    return {name: sha256(Path(folder) / name) for name in PINNED_FILES}
 
 
 def run_zoo(

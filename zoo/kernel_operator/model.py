@@ -418,25 +418,28 @@ class KernelOperator(pl.LightningModule):
                 rank_zero_only=True,
             )
 
-    def _given(self) -> Regularisation | None:
-        """The regularisation fully given by the init args, or ``None`` if some is tuned."""
+    def _requested(self) -> tuple[float | None, float | None, int | None]:
+        """``(scale, slope, max_level)`` as the init args fix them (``None``: tune it); the
+        single-level estimator fixes the slope at 0."""
         hp = self.hparams
         scale, slope = (hp.lam0, hp.rho) if hp.filter == "ridge" else (hp.T, hp.kappa)
-        if hp.levels == "single":
-            slope = 0.0
-        if None in (scale, slope, hp.max_level):
+        return scale, 0.0 if hp.levels == "single" else slope, hp.max_level
+
+    def _given(self) -> Regularisation | None:
+        """The regularisation fully given by the init args, or ``None`` if some is tuned."""
+        scale, slope, max_level = self._requested()
+        if None in (scale, slope, max_level):
             return None
-        return Regularisation(hp.filter, float(scale), float(slope), int(hp.max_level))
+        return Regularisation(self.hparams.filter, float(scale), float(slope), int(max_level))
 
     def _override(self, tuned: Regularisation) -> Regularisation:
         """The tuned regularisation with whatever the init args fix put back."""
-        hp = self.hparams
-        scale, slope = (hp.lam0, hp.rho) if hp.filter == "ridge" else (hp.T, hp.kappa)
+        scale, slope, max_level = self._requested()
         return Regularisation(
             tuned.filter,
             tuned.scale if scale is None else float(scale),
-            tuned.slope if slope is None or hp.levels == "single" else float(slope),
-            tuned.max_level if hp.max_level is None else int(hp.max_level),
+            tuned.slope if slope is None else float(slope),
+            tuned.max_level if max_level is None else int(max_level),
         )
 
     def _check_input(self, f: torch.Tensor) -> None:

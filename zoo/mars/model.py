@@ -284,8 +284,7 @@ class MARS(pl.LightningModule):
             raise RuntimeError("MARS.plot_task: fit a task first (fit_task)")
         if ax is None:
             ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")[1]
-        low = float(self.box_low[0] * self.x_std[0] + self.x_mean[0])
-        high = float(self.box_high[0] * self.x_std[0] + self.x_mean[0])
+        low, high = (float(corner[0]) for corner in self._raw_box())
         grid = torch.linspace(low, high, 300, dtype=torch.float64)
         mean, std = post.predict(grid)
         ax.fill_between(
@@ -314,6 +313,10 @@ class MARS(pl.LightningModule):
         self.score.eval()
         return self.score(x.float(), f.float()).to(f.dtype)
 
+    def _raw_box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The measurement box in the task's own input units."""
+        return self.box_low * self.x_std + self.x_mean, self.box_high * self.x_std + self.x_mean
+
     def _normalize_x(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_mean) / self.x_std
 
@@ -327,8 +330,7 @@ class MARS(pl.LightningModule):
             )
         if not torch.isfinite(x).all():
             raise ValueError("MARS inputs contain NaN or infinite values")
-        low = self.box_low * self.x_std + self.x_mean
-        high = self.box_high * self.x_std + self.x_mean
+        low, high = self._raw_box()
         if ((x < low) | (x > high)).any():
             warnings.warn(
                 f"MARS: inputs outside the meta-train box [{low.tolist()}, {high.tolist()}]; "
