@@ -1,9 +1,10 @@
-"""Entry ``mars`` (work in progress): environments, GP interpolators, the score network and its
-loss, fSVGD, the metrics."""
+"""Entry ``mars``: environments, GP interpolators, the score network and its loss, fSVGD, the
+metrics, the user API and the shipped weights."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,9 @@ from zoo.mars.gp import GPInterpolator, rbf
 from zoo.mars.metrics import calibration_error, mixture_nll, rmse
 from zoo.mars.score import ScoreTransformer, score_matching_loss
 from zoo.mars.svgd import FSVGD
+from zoo.testing import run_zoo
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
@@ -128,6 +132,24 @@ def test_fsvgd_with_one_particle_reaches_the_gaussian_map() -> None:
     assert torch.allclose(post.functions(x)[0], expected, atol=1e-3)
 
 
+def test_batched_fsvgd_fits_each_task_as_alone() -> None:
+    """Tasks fitted together do not interact: each gets what a lone fit with its seed gives."""
+    generator = torch.Generator().manual_seed(0)
+    xs = torch.rand(3, 4, 1, generator=generator, dtype=torch.float64)
+    ys = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    box = (torch.tensor([0.0]).double(), torch.tensor([1.0]).double())
+    svgd = FSVGD(particles=3, steps=30, lr=1e-2, n_measurement=5)
+    prior = lambda _, f: -f / 2  # noqa: E731
+    together = svgd.fit_many(xs, ys, prior, box, seeds=[4, 5, 6])
+    grid = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
+    for t, seed in enumerate([4, 5, 6]):
+        alone = svgd.fit(xs[t], ys[t], prior, box, seed=seed)
+        assert torch.allclose(together[t].functions(grid), alone.functions(grid), atol=1e-8)
+    assert not torch.allclose(together[0].functions(grid), together[1].functions(grid))
+    with pytest.raises(ValueError, match="3 tasks but 2 seeds"):
+        svgd.fit_many(xs, ys, prior, box, seeds=[0, 1])
+
+
 def test_metrics_against_hand_computed_values() -> None:
     y = torch.tensor([0.0, 1.0], dtype=torch.float64)
     means = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
@@ -204,10 +226,93 @@ def test_evaluation_table_covers_every_method(small_mars) -> None:
 
     data = MarsDataModule(n_eval_tasks=2, n_query=10)
     with pytest.warns(UserWarning):  # the untrained model's box is the default [-1, 1]
-        rows = small_mars.evaluate(data, seeds=2, split="meta_test")
+        rows = small_mars.evaluate("meta_test", data, seeds=2)
     names = {row["name"] for row in rows}
     assert names == {
         f"{m} {metric}" for m in METHODS for metric in ("NLL", "RMSE", "calibration error")
     }
     assert all(math.isfinite(row["value"]) and row["std"] >= 0 for row in rows)
     assert all(row["dataset"] == "sinusoid, 2 meta-test tasks, 2 seeds" for row in rows)
+
+
+@pytest.mark.slow
+def test_score_network_learns_the_exact_gp_shift_score(tmp_path, subprocess_env) -> None:
+    """The gp-shift recipe trains through the CLI; its network's score must point where the
+    process's exact Gaussian score points, on the meta-validation measurement sets."""
+    from zoo.export import load_checkpoint
+    from zoo.mars import MarsDataModule
+    from zoo.mars.evaluate import score_alignment
+
+    recipe = REPO / "recipes" / "mars" / "gp_shift.yaml"
+    run = run_zoo(
+        ["fit", "--config", str(recipe), "--trainer.enable_progress_bar", "false"],
+        cwd=tmp_path,
+        env=subprocess_env,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    model, _ = load_checkpoint(tmp_path / "runs/mars/gp-shift/checkpoints/gp-shift.ckpt")
+    model.eval()
+    data = MarsDataModule(
+        env="gp-shift", n_train_tasks=200, points_per_task=40, k=8, task_noise=1.0
+    )
+    cosines = score_alignment(model, data)
+    assert cosines.mean() >= 0.9, f"mean cosine {cosines.mean():.3f}"
+
+    x, f = torch.randn(2, 8, 1), torch.randn(2, 8)
+    perm = torch.randperm(8)
+    with torch.no_grad():
+        assert torch.allclose(model(x, f)[:, perm], model(x[:, perm], f[:, perm]), atol=1e-5)
+
+
+# --- the shipped weights -----------------------------------------------------------------------
+
+GOLDEN = REPO / "tests" / "data" / "mars_golden.json"
+
+
+def golden_outputs(name: str) -> dict[str, list[float]]:
+    """What the shipped weights give on one fixed task: the learned score at a fixed
+    measurement set, and fSVGD's predictive mean and std after 50 steps. Rewrite the file
+    after retraining with ``python tests/test_mars.py``."""
+    import zoo
+
+    model = zoo.load(name)
+    low, high = (bound.item() for bound in model._raw_box())
+    where = torch.tensor([0.1, 0.3, 0.5, 0.6, 0.85], dtype=torch.float64)
+    x = low + (high - low) * where
+    y = model.y_mean + model.y_std * torch.sin(6.0 * where)
+    with torch.no_grad():
+        score = model(model._normalize_x(x[:, None]).float()[None], torch.zeros(1, 5))[0]
+    post = model.fit_task(x, y, steps=50, seed=0)
+    mean, std = post.predict(torch.linspace(low, high, 9, dtype=torch.float64))
+    return {"score": score.tolist(), "mean": mean.tolist(), "std": std.tolist()}
+
+
+@pytest.mark.parametrize("name", ["mars.sinusoid", "mars.oscillator"])
+def test_shipped_weights_load_round_trip_and_match_golden_outputs(name: str, tmp_path) -> None:
+    import json
+
+    import zoo
+    from zoo.testing import assert_export_roundtrip
+
+    model = zoo.load(name)
+    assert model.zoo_origin.source == "bundled"
+    assert_export_roundtrip(model, tmp_path / "copy")
+    expected = json.loads(GOLDEN.read_text())[name]
+    for key, values in golden_outputs(name).items():
+        assert values == pytest.approx(expected[key], rel=1e-3, abs=1e-4), key
+
+
+def test_bare_name_loads_the_sinusoid_weights() -> None:
+    import zoo
+
+    model = zoo.load("mars")
+    assert model.zoo_origin.name == "mars.sinusoid"
+    assert model.hparams.spectral, "the shipped network is spectrally normalized, as the paper"
+
+
+if __name__ == "__main__":
+    import json
+
+    golden = {name: golden_outputs(name) for name in ("mars.sinusoid", "mars.oscillator")}
+    GOLDEN.write_text(json.dumps(golden, indent=1) + "\n")
+    print(f"wrote {GOLDEN}")

@@ -13,11 +13,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import import_class, load_folder, save_pretrained, verify_probe
+from zoo.checkpoint import (
+    class_path_of,
+    import_class,
+    load_folder,
+    save_pretrained,
+    verify_probe,
+)
 from zoo.errors import ConfigMismatchError, ExportFolderError
 from zoo.recipes import datamodule_from_recipe
 
-__all__ = ["export_checkpoint"]
+__all__ = ["export_checkpoint", "load_checkpoint"]
 
 
 def export_checkpoint(
@@ -43,34 +49,9 @@ def export_checkpoint(
     Returns:
         The export folder.
     """
-    import torch
-
     checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_file():
-        raise ExportFolderError(f"{checkpoint}: no such checkpoint file")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ExportFolderError(
-            f"{checkpoint} cannot be read as a checkpoint with weights_only=True: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise ExportFolderError(f"{checkpoint} is not a Lightning checkpoint (no state_dict)")
-
-    record = state.get("zoo", {})
-    hparams = dict(state.get("hyper_parameters", {}))
-    class_path = record.get("class_path") or hparams.get("_class_path")
-    if class_path is None:
-        raise ExportFolderError(
-            f"{checkpoint} does not say which class it belongs to; train it with `zoo fit`"
-        )
-    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    model = import_class(class_path)(**init_args)
-    try:
-        model.load_state_dict(state["state_dict"], strict=True)
-    except RuntimeError as error:
-        raise ConfigMismatchError(f"{checkpoint} does not fit {class_path}: {error}") from None
+    model, record = load_checkpoint(checkpoint)
+    class_path = class_path_of(model)
 
     recipe = record.get("recipe")
     if metrics is None and evaluate and recipe and callable(getattr(model, "evaluate", None)):
@@ -96,3 +77,41 @@ def export_checkpoint(
     reloaded = load_folder(out, expected_class=class_path)
     verify_probe(reloaded, out)
     return out
+
+
+def load_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """Rebuilds the module of a ``.ckpt`` written by ``zoo fit``, without unpickling.
+
+    Returns:
+        The module with its weights loaded strictly, and the checkpoint's ``zoo`` record
+        (recipe, seed, data fingerprint, logged metrics).
+    """
+    import torch
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ExportFolderError(f"{checkpoint}: no such checkpoint file")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ExportFolderError(
+            f"{checkpoint} cannot be read as a checkpoint with weights_only=True: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ExportFolderError(f"{checkpoint} is not a Lightning checkpoint (no state_dict)")
+
+    record = state.get("zoo", {})
+    hparams = dict(state.get("hyper_parameters", {}))
+    class_path = record.get("class_path") or hparams.get("_class_path")
+    if class_path is None:
+        raise ExportFolderError(
+            f"{checkpoint} does not say which class it belongs to; train it with `zoo fit`"
+        )
+    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    model = import_class(class_path)(**init_args)
+    try:
+        model.load_state_dict(state["state_dict"], strict=True)
+    except RuntimeError as error:
+        raise ConfigMismatchError(f"{checkpoint} does not fit {class_path}: {error}") from None
+    return model, record

@@ -1,5 +1,7 @@
 """Entry ``mars``: meta-learning as score matching in the function space (Pavasovic et al.,
-ICLR 2023). Work in progress: not yet registered, see its issue.
+ICLR 2023): a score network over function values at measurement sets, meta-learned by exact
+score matching on GP-interpolator posterior samples, is the prior of function-space SVGD on a new
+task. Weights ``mars.sinusoid`` (default) and ``mars.oscillator``; card ``model_cards/mars.md``.
 
 The public classes are imported on first use, so that ``import zoo`` stays light.
 """

@@ -93,12 +93,15 @@ class LearnedGP(nn.Module):
         ys: torch.Tensor,
         steps: int = 1000,
         lr: float = 1e-2,
-        weight_decay: float = 1e-2,
+        weight_decay: float = 3.0,
         seed: int = 0,
     ) -> LearnedGP:
         """Maximizes the summed marginal likelihood of the tasks ``xs`` ``(T, n, d)``,
         ``ys`` ``(T, n)``, with the vanilla GP's broad priors on the kernel hyperparameters and
-        weight decay on the mean network (with few points per task it overfits otherwise)."""
+        decoupled weight decay on the mean network: with five points per task it overfits
+        otherwise. The default decay was chosen on the 20 sinusoid meta-validation tasks
+        (mean NLL at 1000 steps, 2 seeds: decay 0.01 → 3.27, 0.1 → 1.03, 1 → 0.28, 3 → 0.11,
+        10 → 0.43)."""
         torch.manual_seed(seed)
         for layer in self.mean:
             if isinstance(layer, nn.Linear):

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ENVIRONMENTS", "Environment", "MetaTask", "environment", "sample_tasks"]
+__all__ = [
+    "ENVIRONMENTS",
+    "Environment",
+    "MetaTask",
+    "environment",
+    "gp_shift_covariance",
+    "gp_shift_mean",
+    "gp_shift_score",
+    "sample_tasks",
+]
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,14 @@ def gp_shift_covariance(x: torch.Tensor) -> torch.Tensor:
 def gp_shift_mean(x: torch.Tensor) -> torch.Tensor:
     """The shared mean of ``gp-shift`` functions."""
     return 2.5 * x + 7.5 * torch.sin(1.25 * x)
+
+
+def gp_shift_score(x: torch.Tensor, y: torch.Tensor, noise: float) -> torch.Tensor:
+    """The exact score ``∇_y log p(y)`` of noisy ``gp-shift`` observations ``y`` at inputs
+    ``x`` (both ``(..., k)``): ``-(K + σ² I)⁻¹ (y - m(x))``, raw units."""
+    cov = gp_shift_covariance(x) + noise**2 * torch.eye(x.shape[-1], dtype=x.dtype)
+    residual = (y - gp_shift_mean(x)).unsqueeze(-1)
+    return -torch.linalg.solve(cov, residual).squeeze(-1)
 
 
 _FAMILIES = {"sinusoid": _sinusoid, "oscillator": _oscillator, "gp-shift": _gp_shift}

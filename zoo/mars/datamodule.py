@@ -89,7 +89,8 @@ class MarsDataModule(pl.LightningDataModule):
         batches_per_epoch: Batches per epoch (the stream is endless).
         box_margin: The measurement box is the meta-train input range widened by this fraction
             on each side.
-        noise: Observation noise standard deviation of the tasks (default: the environment's).
+        task_noise: Observation noise standard deviation of the tasks (default: the
+            environment's).
         seed: Seed of the tasks and of the stream.
     """
 
@@ -104,16 +105,16 @@ class MarsDataModule(pl.LightningDataModule):
         batch_size: int = 40,
         batches_per_epoch: int = 100,
         box_margin: float = 0.1,
-        noise: float | None = None,
+        task_noise: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.env = environment(env)
-        if noise is not None:
-            if noise < 0:
-                raise ValueError(f"MarsDataModule: noise must be >= 0, got {noise}")
-            self.env = dataclasses.replace(self.env, noise=noise)
+        if task_noise is not None:
+            if task_noise < 0:
+                raise ValueError(f"MarsDataModule: task_noise must be >= 0, got {task_noise}")
+            self.env = dataclasses.replace(self.env, noise=task_noise)
         self.n_train_tasks = n_train_tasks or self.env.n_train_tasks
         self.points_per_task = points_per_task or self.env.points_per_task
         self._ready = False

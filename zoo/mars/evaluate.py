@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from zoo.mars.datamodule import MarsDataModule
     from zoo.mars.model import MARS
 
-__all__ = ["METHODS", "evaluate_methods"]
+__all__ = ["METHODS", "evaluate_methods", "score_alignment"]
 
 METHODS = ("mars", "vanilla-bnn", "vanilla-gp", "learned-gp")
 
@@ -40,7 +40,7 @@ def evaluate_methods(
     tasks = datamodule.tasks(split)[:n_tasks]
     norm = datamodule.normalization
     per_seed: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    progress = tqdm(total=len(methods) * len(seeds) * len(tasks), desc="meta-test", leave=False)
+    progress = tqdm(total=len(methods) * len(seeds), desc=f"meta-{split}", unit="method-seed")
     for method in methods:
         for seed in seeds:
             learned = None
@@ -49,8 +49,9 @@ def evaluate_methods(
                 ys = torch.stack([norm.y(t.y) for t in datamodule.train_tasks])
                 learned = LearnedGP(xs.shape[-1]).fit(xs, ys, seed=seed)
             scores = []
-            for task in tasks:
-                means, stds = _predict(method, model, task, norm, seed, learned, svgd_steps)
+            for task, (means, stds) in zip(
+                tasks, _predict(method, model, tasks, norm, seed, learned, svgd_steps), strict=True
+            ):
                 y = task.y_query
                 scores.append(
                     torch.tensor(
@@ -61,7 +62,7 @@ def evaluate_methods(
                         ]
                     )
                 )
-                progress.update()
+            progress.update()
             per_seed[method].append(torch.stack(scores).mean(0))
     progress.close()
     rows = []
@@ -84,26 +85,62 @@ def evaluate_methods(
 def _predict(
     method: str,
     model: MARS,
-    task: Any,
+    tasks: list[Any],
     norm: Any,
     seed: int,
     learned: LearnedGP | None,
     svgd_steps: int | None,
-) -> tuple[torch.Tensor, torch.Tensor | float]:
-    """Mixture components (means ``(L, m)``, stds) at the query points, raw units."""
+) -> list[tuple[torch.Tensor, torch.Tensor | float]]:
+    """Per task, the mixture components (means ``(L, m)``, stds) at its query points, raw
+    units. fSVGD runs on all tasks at once."""
     if method in ("mars", "vanilla-bnn"):
         prior = "learned" if method == "mars" else "normal"
-        post = model.fit_task(task.x, task.y, steps=svgd_steps, seed=seed, prior=prior)
-        means = post.sample(task.x_query)
-        return means, float(post.inner.noise * norm.y_std)
-    x, y, xq = norm.x(task.x), norm.y(task.y), norm.x(task.x_query)
-    if method == "vanilla-gp":
-        mean, std = vanilla_gp(x, y, xq)
-    elif method == "learned-gp":
-        mean, std = learned.predict(x, y, xq)
-    else:
+        posteriors = model.fit_tasks(
+            [(t.x, t.y) for t in tasks], steps=svgd_steps, seed=seed, prior=prior
+        )
+        return [
+            (post.sample(t.x_query), float(post.inner.noise * norm.y_std))
+            for post, t in zip(posteriors, tasks, strict=True)
+        ]
+    if method not in ("vanilla-gp", "learned-gp"):
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    return (mean * norm.y_std + norm.y_mean)[None], (std * norm.y_std)[None]
+    out = []
+    for task in tasks:
+        x, y, xq = norm.x(task.x), norm.y(task.y), norm.x(task.x_query)
+        mean, std = vanilla_gp(x, y, xq) if method == "vanilla-gp" else learned.predict(x, y, xq)
+        out.append(((mean * norm.y_std + norm.y_mean)[None], (std * norm.y_std)[None]))
+    return out
+
+
+def score_alignment(model: MARS, datamodule: MarsDataModule, k: int = 8) -> torch.Tensor:
+    """Cosine similarity between the learned and the exact score on ``gp-shift``.
+
+    The measurement sets are the meta-validation tasks' query points, ``k`` at a time, with
+    their noisy observations: draws of the process's Gaussian marginals, whose score is known
+    (:func:`~zoo.mars.data.gp_shift_score`). Both scores are taken in normalized units.
+
+    Returns:
+        One cosine per measurement set.
+    """
+    from zoo.mars.data import gp_shift_score
+
+    if datamodule.hparams.env != "gp-shift":
+        raise ValueError(
+            f"score_alignment needs the gp-shift environment, whose score is known; "
+            f"got {datamodule.hparams.env!r}"
+        )
+    datamodule.setup()
+    norm = datamodule.normalization
+    cosines = []
+    for task in datamodule.tasks("val"):
+        usable = len(task.y_query) // k * k
+        x = task.x_query[:usable, 0].view(-1, k)
+        y = task.y_query[:usable].view(-1, k)
+        exact = gp_shift_score(x, y, datamodule.env.noise) * norm.y_std  # chain rule
+        with torch.no_grad():
+            learned = model(norm.x(x[..., None]).float(), norm.y(y).float()).double()
+        cosines.append(torch.nn.functional.cosine_similarity(learned, exact, dim=-1))
+    return torch.cat(cosines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,15 +165,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    from zoo.export import load_checkpoint
     from zoo.mars.datamodule import MarsDataModule
-    from zoo.mars.model import MARS
 
     torch.set_num_threads(1)
-    state = torch.load(args.ckpt, map_location="cpu", weights_only=True)
-    hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    hparams.update({k: float(v) for k, v in (item.split("=", 1) for item in args.set)})
-    model = MARS(**hparams)
-    model.load_state_dict(state["state_dict"])
+    trained, _ = load_checkpoint(args.ckpt)
+    hparams = dict(trained.hparams)
+    for key, value in (item.split("=", 1) for item in args.set):
+        if key not in hparams:
+            parser.error(f"--set {key}: MARS has no init arg {key!r}; known: {sorted(hparams)}")
+        kind = type(hparams[key]) if hparams[key] is not None else float
+        hparams[key] = kind(value)
+    model = type(trained)(**hparams)
+    model.load_state_dict(trained.state_dict())
     model.eval()
     data = MarsDataModule(env=args.env)
     rows = evaluate_methods(

@@ -11,7 +11,7 @@ between function vectors, pushed to the weights by the chain rule.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -107,45 +107,94 @@ class FSVGD:
             box: Lower and upper corners of the input box, ``(x_dim,)`` each.
             seed: Seeds the particles and the measurement points.
         """
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        networks = [mlp(x.shape[-1], self.hidden).to(x.dtype) for _ in range(self.particles)]
+        return self.fit_many(x[None], y[None], prior_score, box, [seed])[0]
+
+    def fit_many(
+        self,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        prior_score: PriorScore | None,
+        box: tuple[torch.Tensor, torch.Tensor],
+        seeds: Sequence[int],
+    ) -> list[TaskPosterior]:
+        """Runs fSVGD on ``T`` tasks with the same number of context points at once: their
+        ``T L`` particles are one vmapped ensemble and the prior score sees one batch.
+
+        The tasks do not interact (Adam is elementwise and each task's kernel is its own), so
+        task ``t`` gets what :meth:`fit` gives it with ``seed=seeds[t]``, up to rounding.
+
+        Args:
+            xs: Context inputs, ``(T, n, x_dim)``; ys: context outputs, ``(T, n)``.
+            prior_score: As in :meth:`fit`, called with ``T L`` measurement sets.
+            box: Lower and upper corners of the input box.
+            seeds: One seed per task, for its particles and its measurement points.
+        """
+        n_tasks, n, x_dim = xs.shape
+        if len(seeds) != n_tasks:
+            raise ValueError(f"FSVGD.fit_many: {n_tasks} tasks but {len(seeds)} seeds")
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        networks = []
+        with torch.random.fork_rng():
+            for seed in seeds:
+                torch.manual_seed(seed)
+                networks += [mlp(x_dim, self.hidden).to(xs.dtype) for _ in range(self.particles)]
         params, _ = stack_module_state(networks)
         params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         template = copy.deepcopy(networks[0]).to("meta")
         optimizer = torch.optim.Adam(params.values(), lr=self.lr)
         low, high = box
-        n = len(x)
+        shape = (n_tasks, self.particles, n + self.n_measurement)
         for _ in range(self.steps):
-            u = torch.rand(self.n_measurement, x.shape[-1], generator=generator, dtype=x.dtype)
-            points = torch.cat([x, low + (high - low) * u])  # (k, x_dim)
-            f = _evaluate(template, params, points)  # (L, k)
-            phi = self._direction(f.detach(), y, n, points, prior_score)
+            u = torch.stack(
+                [
+                    torch.rand(self.n_measurement, x_dim, generator=g, dtype=xs.dtype)
+                    for g in generators
+                ]
+            )
+            points = torch.cat([xs, low + (high - low) * u], dim=1)  # (T, k, x_dim)
+            points = points.repeat_interleave(self.particles, 0)  # (T L, k, x_dim)
+            f = _evaluate_each(template, params, points)  # (T L, k)
+            phi = self._direction(f.detach(), ys, n, points, prior_score, shape)
             optimizer.zero_grad()
             (-(f * phi).sum()).backward()
             optimizer.step()
-        return TaskPosterior({k: v.detach() for k, v in params.items()}, template, self.noise)
+        return [
+            TaskPosterior(
+                {
+                    k: v.detach()[t * self.particles : (t + 1) * self.particles]
+                    for k, v in params.items()
+                },
+                template,
+                self.noise,
+            )
+            for t in range(n_tasks)
+        ]
 
     def _direction(
         self,
         f: torch.Tensor,
-        y: torch.Tensor,
+        ys: torch.Tensor,
         n: int,
         points: torch.Tensor,
         prior_score: PriorScore | None,
+        shape: tuple[int, int, int],
     ) -> torch.Tensor:
-        score = torch.zeros_like(f)
-        score[:, :n] = (y - f[:, :n]) / self.noise**2
+        """The SVGD direction of every particle, ``(T L, k)``, from function values ``f``
+        ``(T L, k)``; ``shape`` is ``(T, L, k)``."""
         if prior_score is None:
             prior = -f
         else:
             with torch.no_grad():
-                prior = prior_score(points.expand(len(f), *points.shape), f)
-        score = score + prior.clamp(-self.clip, self.clip)
-        difference = f[:, None, :] - f[None, :, :]  # (L, L, k): F_i - F_j
-        kernel = torch.exp(-(difference**2).sum(-1) / self.bandwidth)  # (L, L)
-        repulsion = (2 / self.bandwidth) * (kernel[:, :, None] * difference).sum(1)
-        return (kernel @ score + repulsion) / len(f)
+                prior = prior_score(points, f)
+        prior = prior.clamp(-self.clip, self.clip).view(shape)
+        f = f.view(shape)
+        likelihood = torch.zeros_like(f)
+        likelihood[..., :n] = (ys[:, None, :] - f[..., :n]) / self.noise**2
+        score = likelihood + prior
+        difference = f[:, :, None, :] - f[:, None, :, :]  # (T, L, L, k): F_i - F_j
+        kernel = torch.exp(-(difference**2).sum(-1) / self.bandwidth)  # (T, L, L)
+        repulsion = (2 / self.bandwidth) * (kernel[..., None] * difference).sum(2)
+        return ((kernel @ score + repulsion) / shape[1]).flatten(0, 1)
 
 
 def _evaluate(
@@ -155,3 +204,14 @@ def _evaluate(
         return functional_call(template, p, (x,)).squeeze(-1)
 
     return torch.vmap(one)(params)
+
+
+def _evaluate_each(
+    template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
+    """Particle ``i`` at its own inputs ``x[i]``: ``(P, k, x_dim)`` gives ``(P, k)``."""
+
+    def one(p: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, p, (points,)).squeeze(-1)
+
+    return torch.vmap(one)(params, x)
