@@ -36,7 +36,11 @@ __all__ = [
 Status = Literal["reproduced", "partial", "cpu-scale"]
 
 #: Modules that register the paper entries; each paper issue adds its line.
-_ENTRY_MODULES: tuple[str, ...] = ("zoo.kernel_operator.entry", "zoo.mars.entry")
+_ENTRY_MODULES: tuple[str, ...] = (
+    "zoo.denoising.entry",
+    "zoo.kernel_operator.entry",
+    "zoo.mars.entry",
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
