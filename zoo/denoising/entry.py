@@ -59,13 +59,13 @@ register(
                 recipe="denoising/finetune_qm9.yaml",
                 module="zoo.denoising.module.PropertyFinetuneModule",
                 files={
-                    "config.json": "80aa8280c0499b24bbd86e7da7dfd5866f827e3fa6de5b36ab92a21582065b2f",
-                    "model.safetensors": "a287080422a9486694b51dc9e0bddadb59784754033b5f103d9f3232685b3f05",
+                    "config.json": "492a00405b9dc04270c29c5cb891449050d94a6b0112c9a2f80958e179cec6f0",
+                    "model.safetensors": "3ae4554105b99156a23e8370a2127cccec93303158c2478eee8e7b7fe7be2dde",
                 },
                 metrics=(
                     Metric(
                         name="test MAE homo",
-                        value=222.83335876464844,
+                        value=213.4361572265625,
                         unit="meV",
                         dataset="QM9, 2000 test molecules (split seed 0), 2000 training labels",
                         command=_FINETUNE_CMD,
