@@ -262,9 +262,10 @@ DENOISING = [
         "    noisy = pos + sigma * eps\n"
         "    with torch.no_grad():\n"
         "        denoised = noisy - sigma * encoder.predict_noise(z, noisy, batch)\n"
-        "    errors.append(((noisy - pos).norm(dim=1).mean(), (denoised - pos).norm(dim=1).mean()))\n"
+        "    before = (noisy - pos).norm(dim=1).mean()\n"
+        "    errors.append((before, (denoised - pos).norm(dim=1).mean()))\n"
         "before, after = torch.tensor(errors).mean(0)\n"
-        "print(f'mean displacement from equilibrium: noisy {before:.4f} Å, denoised {after:.4f} Å')"
+        "print(f'mean distance from equilibrium: noisy {before:.4f} Å, denoised {after:.4f} Å')"
     ),
     new_markdown_cell(
         "## HOMO energies of new molecules\n\n"
@@ -313,7 +314,12 @@ DENOISING = [
     ),
 ]
 
-NOTEBOOKS = {"core": CORE, "kernel_operator": KERNEL_OPERATOR, "mars": MARS, "denoising": DENOISING}
+NOTEBOOKS = {
+    "core": CORE,
+    "kernel_operator": KERNEL_OPERATOR,
+    "mars": MARS,
+    "denoising": DENOISING,
+}
 METADATA = {
     "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
     "language_info": {"name": "python"},
