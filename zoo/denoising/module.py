@@ -304,6 +304,11 @@ class PropertyFinetuneModule(_Denoiser):
         if stage != "fit" or self.trainer.ckpt_path is not None:
             return  # resuming restores every weight and statistic
         datamodule = self.trainer.datamodule
+        if not callable(getattr(datamodule, "target_stats", None)):
+            raise ValueError(
+                "PropertyFinetuneModule needs a QM9DataModule (or a datamodule with "
+                "target_stats()) for its label statistics; pass datamodule=, not dataloaders"
+            )
         stats = datamodule.target_stats()
         if stats["target"] != self.hparams.target:
             raise ValueError(
