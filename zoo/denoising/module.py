@@ -99,6 +99,18 @@ class _Denoiser(pl.LightningModule):
             eps = eps - _molecule_mean(eps, batch.batch, batch.num_graphs)[batch.batch]
         return batch.pos + sigma * eps, eps
 
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, _: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, _: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, _: int) -> None:
+        self._step(batch, "test")
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
@@ -160,15 +172,6 @@ class DenoisingPretrainModule(_Denoiser):
         loss = self._noise_loss(x, vec, eps)
         self.log(f"{stage}/denoise_mse", loss, batch_size=batch.num_graphs, sync_dist=True)
         return loss
-
-    def training_step(self, batch: Any, _: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, _: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, _: int) -> None:
-        self._step(batch, "test")
 
     @torch.no_grad()
     def evaluate(self, datamodule: Any = None) -> list[dict[str, Any]]:
@@ -362,15 +365,6 @@ class PropertyFinetuneModule(_Denoiser):
             mae = (pred - batch.y).abs().mean()
             self.log(f"{stage}/mae", mae, batch_size=n, sync_dist=True, prog_bar=True)
         return loss
-
-    def training_step(self, batch: Any, _: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, _: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, _: int) -> None:
-        self._step(batch, "test")
 
     @torch.no_grad()
     def evaluate(self, datamodule: Any = None) -> list[dict[str, Any]]:
