@@ -75,9 +75,13 @@ def main() -> None:
     results = []
     for (start, seed), (ckpt, seconds) in zip(runs, done, strict=True):
         model, _ = load_checkpoint(ckpt)
-        (row,) = model.eval().evaluate(data)
-        results.append({"start": start, "seed": seed, "seconds": seconds, **row})
-        print(f"{start:10} seed {seed}: {row['name']} {row['value']:.1f} {row['unit']}")
+        (val,) = model.eval().evaluate(data, split="val")
+        (row,) = model.evaluate(data)
+        results.append({"start": start, "seed": seed, "seconds": seconds, "val": val, **row})
+        print(
+            f"{start:10} seed {seed}: {val['name']} {val['value']:.1f}, "
+            f"{row['name']} {row['value']:.1f} {row['unit']}"
+        )
 
     means = {
         start: statistics.mean(r["value"] for r in results if r["start"] == start)

@@ -367,25 +367,33 @@ class PropertyFinetuneModule(_Denoiser):
         return loss
 
     @torch.no_grad()
-    def evaluate(self, datamodule: Any = None) -> list[dict[str, Any]]:
-        """Mean absolute error on the test split, clean inputs, in the target's unit.
+    def evaluate(self, datamodule: Any = None, split: str = "test") -> list[dict[str, Any]]:
+        """Mean absolute error on the test (or ``val``) split, clean inputs, in the target's
+        unit.
 
         Args:
             datamodule: A :class:`~zoo.denoising.QM9DataModule` of the same target; the
                 recipe's by default.
+            split: ``test`` or ``val``.
         """
+        if split not in ("test", "val"):
+            raise ValueError(
+                f"PropertyFinetuneModule.evaluate: split must be 'test' or 'val', got {split!r}"
+            )
         datamodule = datamodule or _recipe_datamodule(self)
         datamodule.setup("test")
+        loader = getattr(datamodule, f"{split}_dataloader")()
         errors = []
-        for batch in _progress(datamodule.test_dataloader(), f"{self.hparams.target} test"):
+        for batch in _progress(loader, f"{self.hparams.target} {split}"):
             errors.append((self(batch.z, batch.pos, batch.batch) - batch.y).abs())
-        n = len(datamodule.dataset("test"))
+        n = len(datamodule.dataset(split))
         return [
             {
-                "name": f"test MAE {self.hparams.target}",
+                "name": f"{split} MAE {self.hparams.target}",
                 "value": torch.cat(errors).mean().item(),
                 "unit": self.unit,
-                "dataset": f"QM9, {n} test molecules (split seed {datamodule.hparams.split_seed})",
+                "dataset": f"QM9, {n} {split} molecules (split seed "
+                f"{datamodule.hparams.split_seed})",
             }
         ]
 
