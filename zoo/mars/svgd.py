@@ -143,7 +143,6 @@ class FSVGD:
         template = copy.deepcopy(networks[0]).to("meta")
         optimizer = torch.optim.Adam(params.values(), lr=self.lr)
         low, high = box
-        shape = (n_tasks, self.particles, n + self.n_measurement)
         for _ in range(self.steps):
             u = torch.stack(
                 [
@@ -153,8 +152,8 @@ class FSVGD:
             )
             points = torch.cat([xs, low + (high - low) * u], dim=1)  # (T, k, x_dim)
             points = points.repeat_interleave(self.particles, 0)  # (T L, k, x_dim)
-            f = _evaluate_each(template, params, points)  # (T L, k)
-            phi = self._direction(f.detach(), ys, n, points, prior_score, shape)
+            f = _evaluate(template, params, points)  # (T L, k)
+            phi = self._direction(f.detach(), ys, n, points, prior_score)
             optimizer.zero_grad()
             (-(f * phi).sum()).backward()
             optimizer.step()
@@ -177,10 +176,10 @@ class FSVGD:
         n: int,
         points: torch.Tensor,
         prior_score: PriorScore | None,
-        shape: tuple[int, int, int],
     ) -> torch.Tensor:
         """The SVGD direction of every particle, ``(T L, k)``, from function values ``f``
-        ``(T L, k)``; ``shape`` is ``(T, L, k)``."""
+        ``(T L, k)`` of the ``T`` tasks in ``ys``."""
+        shape = (len(ys), self.particles, f.shape[-1])  # (T, L, k)
         if prior_score is None:
             prior = -f
         else:
@@ -200,18 +199,10 @@ class FSVGD:
 def _evaluate(
     template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor
 ) -> torch.Tensor:
-    def one(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        return functional_call(template, p, (x,)).squeeze(-1)
-
-    return torch.vmap(one)(params)
-
-
-def _evaluate_each(
-    template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor
-) -> torch.Tensor:
-    """Particle ``i`` at its own inputs ``x[i]``: ``(P, k, x_dim)`` gives ``(P, k)``."""
+    """Every particle's outputs, ``(P, k)``, at inputs ``x``: ``(k, x_dim)`` shared by all
+    particles, or ``(P, k, x_dim)``, particle ``i`` at ``x[i]``."""
 
     def one(p: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
         return functional_call(template, p, (points,)).squeeze(-1)
 
-    return torch.vmap(one)(params, x)
+    return torch.vmap(one, in_dims=(0, 0 if x.dim() == 3 else None))(params, x)
