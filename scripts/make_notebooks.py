@@ -277,14 +277,15 @@ DENOISING = [
         "from rdkit import Chem\n"
         "from rdkit.Chem import AllChem\n\n"
         "homo = zoo.load('denoising.qm9-homo')\n"
+        "names = ['C', 'CO', 'CC(=O)C', 'c1ccccc1', 'N#CC=O']\n"
         "molecules = []\n"
-        "for smiles in ['C', 'CO', 'CC(=O)C', 'c1ccccc1', 'N#CC=O']:\n"
+        "for smiles in names:\n"
         "    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))\n"
         "    AllChem.EmbedMolecule(mol, randomSeed=0)\n"
         "    AllChem.MMFFOptimizeMolecule(mol)\n"
         "    molecules.append(mol)\n"
         "result = homo.predict(molecules)\n"
-        "for smiles, value in zip(['C', 'CO', 'CC(=O)C', 'c1ccccc1', 'N#CC=O'], result.value):\n"
+        "for smiles, value in zip(names, result.value):\n"
         "    print(f'{smiles:10} HOMO {value:8.0f} {result.unit}')"
     ),
     new_markdown_cell(

@@ -203,11 +203,7 @@ class ExpNormalSmearing(nn.Module):
         self.alpha = 5.0 / (cutoff_upper - cutoff_lower)
         self.cutoff = CosineCutoff(0.0, cutoff_upper)
         means, betas = self._initial_values()
-        if trainable:
-            self.means, self.betas = nn.Parameter(means), nn.Parameter(betas)
-        else:
-            self.register_buffer("means", means)
-            self.register_buffer("betas", betas)
+        _parameters_or_buffers(self, trainable, means=means, betas=betas)
 
     def _initial_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         start = math.exp(-(self.cutoff_upper - self.cutoff_lower))
@@ -249,11 +245,16 @@ class GaussianSmearing(nn.Module):
             raise ValueError(f"GaussianSmearing: num_rbf must be at least 2, got {num_rbf}")
         offsets = torch.linspace(cutoff_lower, cutoff_upper, num_rbf)
         coeff = torch.tensor(-0.5 / (offsets[1] - offsets[0]).item() ** 2)
-        if trainable:
-            self.offsets, self.coeff = nn.Parameter(offsets), nn.Parameter(coeff)
-        else:
-            self.register_buffer("offsets", offsets)
-            self.register_buffer("coeff", coeff)
+        _parameters_or_buffers(self, trainable, offsets=offsets, coeff=coeff)
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.coeff * (d.unsqueeze(-1) - self.offsets).square())
+
+
+def _parameters_or_buffers(module: nn.Module, trainable: bool, **tensors: torch.Tensor) -> None:
+    """Registers ``tensors`` on ``module`` as parameters (``trainable``) or as buffers."""
+    for name, tensor in tensors.items():
+        if trainable:
+            module.register_parameter(name, nn.Parameter(tensor))
+        else:
+            module.register_buffer(name, tensor)

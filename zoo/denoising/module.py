@@ -34,19 +34,13 @@ class Prediction(NamedTuple):
 
 
 class _Denoiser(pl.LightningModule):
-    """The ET encoder and its noise head, the optimiser and the learning-rate schedule."""
+    """The ET encoder and its noise head, the optimiser and the learning-rate schedule (from the
+    subclass's ``lr``, ``weight_decay`` and ``warmup_steps`` hyperparameters)."""
 
-    def __init__(
-        self,
-        encoder: Mapping[str, Any] | None,
-        lr: float,
-        weight_decay: float,
-        warmup_steps: int,
-    ) -> None:
+    def __init__(self, encoder: Mapping[str, Any] | None) -> None:
         super().__init__()
         self.encoder = ET(**dict(encoder or {}))
-        width = self.encoder.embedding_dimension
-        self.noise_head = NoiseHead(width)
+        self.noise_head = NoiseHead(self.encoder.embedding_dimension)
 
     # ----------------------------------------------------------------------------------------
     # User API
@@ -157,7 +151,7 @@ class DenoisingPretrainModule(_Denoiser):
         weight_decay: float = 0.0,
         warmup_steps: int = 10_000,
     ) -> None:
-        super().__init__(encoder, lr, weight_decay, warmup_steps)
+        super().__init__(encoder)
         if not sigma > 0:
             raise ValueError(f"DenoisingPretrainModule: sigma must be positive, got {sigma}")
         self.save_hyperparameters()
@@ -209,7 +203,7 @@ class DenoisingPretrainModule(_Denoiser):
         true, predicted = torch.cat(true), torch.cat(predicted)
         _parity_plot(out_dir, true.flatten(), predicted.flatten(), "true ε", "predicted ε")
         return {
-            "task": "denoise 256 held-out QM9 structures (sigma 0.04 Å)",
+            "task": f"denoise 256 held-out QM9 structures (sigma {self.hparams.sigma} Å)",
             "metric": "MSE of ε (1 = predicting 0)",
             "value": F.mse_loss(predicted, true).item(),
         }
@@ -250,7 +244,7 @@ class PropertyFinetuneModule(_Denoiser):
     ) -> None:
         from zoo.denoising.molecules import TARGETS
 
-        super().__init__(encoder, lr, weight_decay, warmup_steps)
+        super().__init__(encoder)
         if target not in TARGETS:
             raise ValueError(
                 f"PropertyFinetuneModule: unknown target {target!r}; choose one of "
