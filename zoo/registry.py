@@ -30,6 +30,7 @@ __all__ = [
     "list_models",
     "register",
     "split_name",
+    "train_command",
     "unregister",
 ]
 
@@ -202,6 +203,25 @@ def entries() -> list[Entry]:
     """All registered entries, sorted by name."""
     _load_entries()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def train_command(name: str, recipe: str) -> str:
+    """The command that trains and exports weights ``name.tag`` with a recipe, for
+    :attr:`Metric.command`; the recipe writes ``runs/<name>/<tag>/checkpoints/<tag>.ckpt``.
+
+    Args:
+        name: ``"name.tag"``, such as ``"mars.sinusoid"``.
+        recipe: The recipe, relative to ``recipes/`` (as :attr:`Weights.recipe`).
+
+    Example:
+        >>> train_command("lamp.burgers1d", "lamp/burgers.yaml").split(" && ")[0]
+        'zoo fit --config recipes/lamp/burgers.yaml'
+    """
+    entry, tag = split_name(name)
+    return (
+        f"zoo fit --config recipes/{recipe} && zoo export "
+        f"runs/{entry}/{tag}/checkpoints/{tag}.ckpt --out checkpoints/{name} --name {name} --force"
+    )
 
 
 def split_name(name: str) -> tuple[str, str | None]:

@@ -1,17 +1,6 @@
 """Registry data of the ``denoising`` entry (plain data: no torch import)."""
 
-from zoo.registry import Entry, Metric, Paper, Weights, register
-
-_PRETRAIN_CMD = (
-    "zoo fit --config recipes/denoising/pretrain_qm9.yaml && zoo export "
-    "runs/denoising/qm9-pretrain/checkpoints/qm9-pretrain.ckpt "
-    "--out checkpoints/denoising.qm9-pretrain --name denoising.qm9-pretrain --force"
-)
-_FINETUNE_CMD = (
-    "zoo fit --config recipes/denoising/finetune_qm9.yaml && zoo export "
-    "runs/denoising/qm9-homo/checkpoints/qm9-homo.ckpt "
-    "--out checkpoints/denoising.qm9-homo --name denoising.qm9-homo --force"
-)
+from zoo.registry import Entry, Metric, Paper, Weights, register, train_command
 
 register(
     Entry(
@@ -49,7 +38,9 @@ register(
                         name="test denoising MSE",
                         value=0.3037157456808337,
                         dataset="1000 held-out QM9 structures, sigma 0.04 Å",
-                        command=_PRETRAIN_CMD,
+                        command=train_command(
+                            "denoising.qm9-pretrain", "denoising/pretrain_qm9.yaml"
+                        ),
                     ),
                 ),
             ),
@@ -68,7 +59,7 @@ register(
                         value=209.15553283691406,
                         unit="meV",
                         dataset="QM9, 2000 test molecules (split seed 0), 2000 training labels",
-                        command=_FINETUNE_CMD,
+                        command=train_command("denoising.qm9-homo", "denoising/finetune_qm9.yaml"),
                     ),
                 ),
             ),

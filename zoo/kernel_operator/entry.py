@@ -1,12 +1,6 @@
 """Registry data of the ``kernel-operator`` entry (plain data: no torch import)."""
 
-from zoo.registry import Entry, Metric, Paper, Weights, register
-
-_RECIPE_CMD = (
-    "zoo fit --config recipes/kernel-operator/{tag}.yaml && zoo export "
-    "runs/kernel-operator/{tag}/checkpoints/{tag}.ckpt --out checkpoints/kernel-operator.{tag} "
-    "--name kernel-operator.{tag} --force"
-)
+from zoo.registry import Entry, Metric, Paper, Weights, register, train_command
 
 register(
     Entry(
@@ -34,13 +28,17 @@ register(
                         name="test relative L2 error",
                         value=0.0031157120273365216,
                         dataset="varcoef, 1000 noise-free test functions, M = 128",
-                        command=_RECIPE_CMD.format(tag="varcoef1d"),
+                        command=train_command(
+                            "kernel-operator.varcoef1d", "kernel-operator/varcoef1d.yaml"
+                        ),
                     ),
                     Metric(
                         name="exact relative risk",
                         value=9.072781656141816e-06,
                         dataset="varcoef, from the true operator",
-                        command=_RECIPE_CMD.format(tag="varcoef1d"),
+                        command=train_command(
+                            "kernel-operator.varcoef1d", "kernel-operator/varcoef1d.yaml"
+                        ),
                     ),
                 ),
                 status="partial",
@@ -59,13 +57,17 @@ register(
                         name="test relative L2 error",
                         value=0.17086804629104618,
                         dataset="powerlaw, 1000 noise-free test functions, M = 384",
-                        command=_RECIPE_CMD.format(tag="powerlaw"),
+                        command=train_command(
+                            "kernel-operator.powerlaw", "kernel-operator/powerlaw.yaml"
+                        ),
                     ),
                     Metric(
                         name="exact relative risk",
                         value=0.026908839297642605,
                         dataset="powerlaw, from the true operator",
-                        command=_RECIPE_CMD.format(tag="powerlaw"),
+                        command=train_command(
+                            "kernel-operator.powerlaw", "kernel-operator/powerlaw.yaml"
+                        ),
                     ),
                 ),
                 status="partial",

@@ -1,18 +1,15 @@
 """Registry data of the ``mars`` entry (plain data: no torch import)."""
 
-from zoo.registry import Entry, Metric, Paper, Weights, register
-
-_RECIPE_CMD = (
-    "zoo fit --config recipes/mars/{tag}.yaml && zoo export "
-    "runs/mars/{tag}/checkpoints/{tag}.ckpt --out checkpoints/mars.{tag} "
-    "--name mars.{tag} --force"
-)
+from zoo.registry import Entry, Metric, Paper, Weights, register, train_command
 
 
 def _metrics(tag: str, dataset: str, values: dict[str, float]) -> tuple[Metric, ...]:
     return tuple(
         Metric(
-            name=f"MARS {name}", value=value, dataset=dataset, command=_RECIPE_CMD.format(tag=tag)
+            name=f"MARS {name}",
+            value=value,
+            dataset=dataset,
+            command=train_command(f"mars.{tag}", f"mars/{tag}.yaml"),
         )
         for name, value in values.items()
     )
