@@ -220,10 +220,13 @@ def trained(tmp_path_factory) -> Path:
         "OMP_NUM_THREADS": "1",
         "PYTHONWARNINGS": "ignore",
     }
-    for recipe in ("smoke_evolution", "smoke_remesh"):
-        run = run_zoo(
-            ["fit", "--config", str(REPO / f"recipes/lamp/{recipe}.yaml")], cwd=root, env=env
-        )
+    pretrained = "runs/lamp/smoke-evolution/checkpoints/evolution.ckpt"
+    for recipe, extra in (
+        ("smoke_evolution", []),
+        ("smoke_remesh", ["--model.init_from", pretrained]),
+    ):
+        config = str(REPO / f"recipes/lamp/{recipe}.yaml")
+        run = run_zoo(["fit", "--config", config, *extra], cwd=root, env=env)
         assert run.returncode == 0, run.stderr[-3000:]
     return root / "runs/lamp"
 

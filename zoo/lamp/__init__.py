@@ -9,12 +9,20 @@ The public classes are imported on first use, so that ``import zoo`` stays light
 
 from zoo._lazy import lazy_exports
 
-__all__ = ["EvolutionModel", "LampDataModule", "LampEvolutionModule", "LampModule", "Policy"]
+__all__ = [
+    "EvolutionModel",
+    "FNOBaseline",
+    "LampDataModule",
+    "LampEvolutionModule",
+    "LampModule",
+    "Policy",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "EvolutionModel": "zoo.lamp.gnn",
+        "FNOBaseline": "zoo.lamp.baseline",
         "LampDataModule": "zoo.lamp.datamodule",
         "LampEvolutionModule": "zoo.lamp.module",
         "LampModule": "zoo.lamp.module",
