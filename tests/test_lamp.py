@@ -303,3 +303,50 @@ def test_evaluation_table_and_plots(trained: Path, monkeypatch, tmp_path) -> Non
     model.plot_rollout(out, model.sample_trajectory()[50:100]).savefig(tmp_path / "r.png")
     model.plot_tradeoff(rows, [{"model": "FNO", "average_vertices": 25, "error": 3.0}])
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+# --- the shipped weights -----------------------------------------------------------------------
+
+GOLDEN = REPO / "tests" / "data" / "lamp_golden.json"
+
+
+def golden_outputs() -> dict[str, list[float]]:
+    """What ``lamp.burgers1d`` gives on one fresh trajectory (seed 0): a sampled remeshing
+    rollout of 100 frames from 25 vertices (beta 0.2, action seed 0) and the same without
+    remeshing. Rewrite the file after retraining with ``python tests/test_lamp.py``."""
+    import zoo
+
+    model = zoo.load("lamp")
+    truth = model.sample_trajectory(seed=0)
+    out = model.rollout(truth[25:50], steps=100, beta=0.2, init_mesh="uniform:4", seed=0)
+    fixed = model.rollout(truth[25:50], steps=100, init_mesh="uniform:4", remesh=False)
+    return {
+        "n_vertices": out.n_vertices.tolist(),
+        "splits": out.splits.tolist(),
+        "error": [out.error(truth[50:150]).item(), fixed.error(truth[50:150]).item()],
+        "grid": out.on_grid()[::10, ::10].flatten().tolist(),
+    }
+
+
+def test_shipped_weights_load_round_trip_and_match_golden_outputs(tmp_path) -> None:
+    import json
+
+    import zoo
+    from zoo.testing import assert_export_roundtrip
+
+    model = zoo.load("lamp")
+    assert model.zoo_origin.name == "lamp.burgers1d" and model.zoo_origin.source == "bundled"
+    assert_export_roundtrip(model, tmp_path / "copy")
+    expected = json.loads(GOLDEN.read_text())
+    actual = golden_outputs()
+    assert actual["n_vertices"] == expected["n_vertices"]
+    assert actual["splits"] == expected["splits"]
+    for key in ("error", "grid"):
+        assert actual[key] == pytest.approx(expected[key], rel=1e-3, abs=1e-4), key
+
+
+if __name__ == "__main__":
+    import json
+
+    GOLDEN.write_text(json.dumps(golden_outputs(), indent=1) + "\n")
+    print(f"wrote {GOLDEN}")

@@ -40,6 +40,7 @@ Status = Literal["reproduced", "partial", "cpu-scale"]
 _ENTRY_MODULES: tuple[str, ...] = (
     "zoo.denoising.entry",
     "zoo.kernel_operator.entry",
+    "zoo.lamp.entry",
     "zoo.mars.entry",
 )
 

@@ -44,9 +44,12 @@ def _rollout_loss(
     weights: Sequence[float],
     policy: Policy | None = None,
     beta: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Weighted mesh MSE of a ``len(weights)``-bundle rollout from ``truth[0]``."""
-    out = rollout(evolution, truth[0], mask, len(weights), policy=policy, beta=beta)
+    out = rollout(
+        evolution, truth[0], mask, len(weights), policy=policy, beta=beta, generator=generator
+    )
     return sum(
         w * _mesh_mse(state, target, m)
         for w, state, target, m in zip(weights, out.states, truth[1:], out.masks, strict=True)
@@ -159,7 +162,8 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
     Args:
         bundle, latent, steps, spacing, residual: The evolution model, as
             :class:`LampEvolutionModule`.
-        policy_latent, policy_steps, max_action: The policy (:class:`~zoo.lamp.policy.Policy`).
+        policy_latent, policy_steps, max_action, count_temperature, edge_temperature: The
+            policy (:class:`~zoo.lamp.policy.Policy`).
         init_from: Pretrained evolution weights: a ``zoo fit`` checkpoint of
             :class:`LampEvolutionModule`, an export folder or a registry name; loaded strictly
             when fitting starts (not when resuming).
@@ -198,12 +202,17 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
         eval_betas: tuple[float, ...] = (0.0, 0.2, 0.5),
         spacing: float = _SPACING,
         residual: bool = False,
+        count_temperature: float = 50.0,
+        edge_temperature: float = 10.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.evolution = EvolutionModel(bundle, latent, steps, spacing, residual=residual)
-        self.policy = Policy(bundle, policy_latent, policy_steps, spacing, max_action)
+        self.policy = Policy(
+            bundle, policy_latent, policy_steps, spacing, max_action,
+            count_temperature=count_temperature, edge_temperature=edge_temperature,
+        )  # fmt: skip
         self.example_input_array = _example_input(bundle)
 
     def forward(
@@ -230,7 +239,12 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
     # Training
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.trainer.ckpt_path is None and self.hparams.init_from:
+        # each DDP rank draws its own betas, start meshes and actions
+        seed = torch.initial_seed() % 2**31 + 7919 * self.global_rank
+        self._generator = torch.Generator().manual_seed(seed)
+        # resuming restores every weight; loaded weights (zoo.load) are already trained
+        fresh = self.trainer.ckpt_path is None and getattr(self, "zoo_origin", None) is None
+        if stage == "fit" and fresh and self.hparams.init_from:
             self.load_evolution(self.hparams.init_from)
 
     def load_evolution(self, source: str) -> None:
@@ -266,9 +280,9 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
         frames = batch["frames"]
         truth = bundles(frames, 0, hp.horizon + 1, hp.bundle)
         n, n_grid = frames.shape[0], frames.shape[2]
-        choice = torch.randint(len(hp.start_meshes), (n,))
+        choice = torch.randint(len(hp.start_meshes), (n,), generator=self._generator)
         mask = torch.stack([mesh.make_mask(hp.start_meshes[c], 1, n_grid)[0] for c in choice])
-        beta = torch.rand(n) * hp.beta_max
+        beta = torch.rand(n, generator=self._generator) * hp.beta_max
 
         policy_phase = (self.global_step // hp.phase_steps) % 2 == 0
         optimizer = self.optimizers()[0 if policy_phase else 1]
@@ -295,7 +309,7 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
             loss_alt = alt.errors(truth[1:])
         out = rollout(
             self.evolution, truth[0], mask, hp.horizon, policy=self.policy, beta=beta,
-            grad_policy=True, grad_evolution=False,
+            generator=self._generator, grad_policy=True, grad_evolution=False,
         )  # fmt: skip
         loss_pol = out.errors(truth[1:])
         reward = hp.c_L * (1 - beta) * (loss_alt - loss_pol)
@@ -320,7 +334,9 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
     ) -> torch.Tensor:
         weights = self.hparams.rollout_weights
         truth = truth[: len(weights) + 1]
-        on_policy = _rollout_loss(self.evolution, truth, mask, weights, self.policy, beta)
+        on_policy = _rollout_loss(
+            self.evolution, truth, mask, weights, self.policy, beta, self._generator
+        )
         full = torch.ones_like(mask)
         on_full = _rollout_loss(self.evolution, truth, full, weights)
         n = truth.shape[1]

@@ -71,8 +71,9 @@ class Policy(nn.Module):
     A shared trunk (node encoder on the frames, a boundary flag and ``beta`` repeated
     ``beta_repeat`` times; edge encoder on ``[Δx, |Δx|]``; ``steps`` message-passing blocks with
     max aggregation) feeds two count heads (per-node MLP, mean pool, ``beta``, a linear layer,
-    logits divided by 50), two edge heads (mean of the two end latents and ``beta``, an MLP,
-    logit divided by 10) and the value head (mean pool and ``beta``, a linear layer).
+    logits divided by ``count_temperature``), two edge heads (mean of the two end latents and
+    ``beta``, an MLP, logit divided by ``edge_temperature``) and the value head (mean pool and
+    ``beta``, a linear layer).
 
     Args:
         bundle: Frames per state.
@@ -81,6 +82,8 @@ class Policy(nn.Module):
         spacing: Lattice spacing in position units, as the evolution model's.
         max_action: Number of count classes (``K ≤ max_action - 1``).
         beta_repeat: Copies of ``beta`` in the node input.
+        count_temperature: Divisor of the count logits (the paper's code: 50).
+        edge_temperature: Divisor of the edge logits (the paper's code: 10).
 
     Shapes:
         - values: ``(n_graphs, n_grid, bundle)``, mask: ``(n_graphs, n_grid)``, beta:
@@ -96,9 +99,12 @@ class Policy(nn.Module):
         spacing: float = 0.0016,
         max_action: int = 20,
         beta_repeat: int = 5,
+        count_temperature: float = 50.0,
+        edge_temperature: float = 10.0,
     ) -> None:
         super().__init__()
         self.spacing, self.max_action, self.beta_repeat = spacing, max_action, beta_repeat
+        self.count_temperature, self.edge_temperature = count_temperature, edge_temperature
         self.encode_node = mlp(bundle + 1 + beta_repeat, latent, latent, 4)
         self.encode_edge = mlp(2, latent, latent, 4)
         self.blocks = nn.ModuleList(MessagePassing(latent, 3, "max") for _ in range(steps))
@@ -131,8 +137,8 @@ class Policy(nn.Module):
             pool = scatter(node_mlp(h), g.batch, 0, dim_size=g.n_graphs, reduce="mean")
             return torch.cat([pool, beta[:, None]], -1)
 
-        k_split = self.k_split_head(pooled(self.k_split_node)) / 50
-        k_collapse = self.k_collapse_head(pooled(self.k_collapse_node)) / 50
+        k_split = self.k_split_head(pooled(self.k_split_node)) / self.count_temperature
+        k_collapse = self.k_collapse_head(pooled(self.k_collapse_node)) / self.count_temperature
         trunk = torch.cat(
             [scatter(h, g.batch, 0, dim_size=g.n_graphs, reduce="mean"), beta[:, None]], -1
         )
@@ -141,8 +147,10 @@ class Policy(nn.Module):
         # --- edges, named by their left vertex ---
         left, right = g.edge_index[:, : g.edge_index.shape[1] // 2]
         edge = torch.cat([(h[left] + h[right]) / 2, beta_nodes[left]], -1)
-        split = _by_left_vertex(self.split_head(edge).squeeze(-1) / 10, g, left, n_grid)
-        collapse = _by_left_vertex(self.collapse_head(edge).squeeze(-1) / 10, g, left, n_grid)
+        split = self.split_head(edge).squeeze(-1) / self.edge_temperature
+        collapse = self.collapse_head(edge).squeeze(-1) / self.edge_temperature
+        split = _by_left_vertex(split, g, left, n_grid)
+        collapse = _by_left_vertex(collapse, g, left, n_grid)
         return PolicyOutput(k_split, k_collapse, split, collapse, value)
 
     def act(
