@@ -231,6 +231,24 @@ def trained(tmp_path_factory) -> Path:
     return root / "runs/lamp"
 
 
+@pytest.mark.slow
+def test_joint_phase_runs_under_ddp(tmp_path) -> None:
+    """Two CPU processes (gloo): ragged graph batches per rank, frozen halves in each phase."""
+    env = {
+        **os.environ,
+        "ZOO_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    recipe = str(REPO / "recipes/lamp/smoke_remesh.yaml")
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp_find_unused_parameters_true"]
+    run = run_zoo(["fit", "--config", recipe, *ddp], cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "runs/lamp/smoke-remesh/checkpoints/remesh.ckpt").is_file()
+
+
+@pytest.mark.slow
 def test_joint_phase_starts_from_the_pretrained_evolution_model(trained: Path) -> None:
     from zoo.export import load_checkpoint
 
@@ -247,6 +265,7 @@ def test_joint_phase_starts_from_the_pretrained_evolution_model(trained: Path) -
     assert any(moved)
 
 
+@pytest.mark.slow
 def test_rollout_api_shapes_errors_and_beta_warning(trained: Path, monkeypatch) -> None:
     from zoo.export import load_checkpoint
 
@@ -280,6 +299,7 @@ def test_rollout_api_shapes_errors_and_beta_warning(trained: Path, monkeypatch) 
         model.rollout(initial, steps=25, beta=0.9)
 
 
+@pytest.mark.slow
 def test_evaluation_table_and_plots(trained: Path, monkeypatch, tmp_path) -> None:
     import matplotlib
 

@@ -23,12 +23,11 @@ import torch
 
 from zoo.lamp import mesh
 from zoo.lamp.policy import Action
-from zoo.lamp.simulate import Rollout, bundles, rollout
+from zoo.lamp.simulate import START_FRAME, Rollout, bundles, rollout
 
 __all__ = ["LENGTH", "START_FRAME", "LampAPI", "LampRollout"]
 
 LENGTH = 16.0  # period of the E2 domain
-START_FRAME = 25  # the paper's task: frames 25..49 in, 50..249 predicted
 _USER_SEEDS = 1 << 20  # sample_trajectory's seeds start here, far from the data sets' streams
 
 

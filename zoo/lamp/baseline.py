@@ -29,12 +29,12 @@ import lightning.pytorch as pl
 import torch
 
 from zoo.lamp import mesh
-from zoo.lamp.simulate import bundle_error, bundles
+from zoo.lamp.module import cosine_adam
+from zoo.lamp.simulate import START_FRAME, bundle_error, bundles
 
 __all__ = ["FNOBaseline"]
 
 _N_GRID = 100  # vertices of the E2 lattice
-_START_FRAME = 25  # the paper's task: frames 25..49 in, 50..249 predicted
 
 
 class FNOBaseline(pl.LightningModule):
@@ -141,13 +141,7 @@ class FNOBaseline(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-        }
+        return cosine_adam(self)
 
     # ----------------------------------------------------------------------------------------
     # Evaluation: the paper's cumulative MSE
@@ -164,8 +158,8 @@ class FNOBaseline(pl.LightningModule):
             ``(n_graphs,)``.
         """
         bundle, stride = self.hparams.bundle, self.hparams.stride
-        n_steps = (frames.shape[1] - _START_FRAME) // bundle - 1
-        truth = bundles(frames, _START_FRAME, n_steps + 1, bundle)  # (1 + n_steps, n, n_grid, b)
+        n_steps = (frames.shape[1] - START_FRAME) // bundle - 1
+        truth = bundles(frames, START_FRAME, n_steps + 1, bundle)  # (1 + n_steps, n, n_grid, b)
         n, n_grid = frames.shape[0], frames.shape[2]
         mask = mesh.make_mask(self.mesh_name, n, n_grid)
 

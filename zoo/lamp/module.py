@@ -23,12 +23,19 @@ from zoo.lamp import mesh
 from zoo.lamp.api import LampAPI
 from zoo.lamp.gnn import EvolutionModel
 from zoo.lamp.policy import Policy
-from zoo.lamp.simulate import bundles, rollout
+from zoo.lamp.simulate import START_FRAME, bundles, rollout
 
-__all__ = ["LampEvolutionModule", "LampModule"]
+__all__ = ["LampEvolutionModule", "LampModule", "cosine_adam"]
 
-_START_FRAME = 25  # the paper's task: frames 25..49 in, 50..249 predicted
 _SPACING = 16 / 100 / 100  # lattice spacing of the 100-vertex grid, positions divided by 100
+
+
+def cosine_adam(module: pl.LightningModule) -> dict[str, Any]:
+    """Adam at ``hparams.lr``, annealed to zero by a cosine over the run's optimizer steps."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=module.hparams.lr)
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _mesh_mse(prediction: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,8 +71,8 @@ class _EvaluationMixin:
     def _evaluation_step(self, batch: Any, stage: str) -> None:
         (frames,) = batch
         hp = self.hparams
-        n_steps = (frames.shape[1] - _START_FRAME) // hp.bundle - 1
-        truth = bundles(frames, _START_FRAME, n_steps + 1, hp.bundle)
+        n_steps = (frames.shape[1] - START_FRAME) // hp.bundle - 1
+        truth = bundles(frames, START_FRAME, n_steps + 1, hp.bundle)
         n = frames.shape[0]
         generator = torch.Generator().manual_seed(0)
         for spec in hp.eval_meshes:
@@ -138,13 +145,7 @@ class LampEvolutionModule(_EvaluationMixin, pl.LightningModule):
         self._evaluation_step(batch, "test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-        }
+        return cosine_adam(self)
 
 
 class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):

@@ -15,7 +15,9 @@ from zoo.lamp import mesh
 from zoo.lamp.gnn import EvolutionModel
 from zoo.lamp.policy import Action, Policy
 
-__all__ = ["Rollout", "bundle_error", "bundles", "rollout"]
+__all__ = ["START_FRAME", "Rollout", "bundle_error", "bundles", "rollout"]
+
+START_FRAME = 25  #: the paper's task: frames 25..49 in, 50..249 predicted
 
 
 def bundles(frames: torch.Tensor, start: int, count: int, bundle: int) -> torch.Tensor:
