@@ -47,6 +47,26 @@ def test_pretrained_encoder_loads_strictly_into_the_finetuning_module(tmp_path: 
         other.load_encoder(str(tmp_path / "pre"))
 
 
+def test_fitting_loaded_weights_keeps_their_encoder_and_statistics(tmp_path: Path) -> None:
+    """`zoo.load` then `Trainer.fit`: setup must not reload `init_from` over the fine-tuned
+    encoder, nor replace the label statistics the head was trained with."""
+    from types import SimpleNamespace
+
+    from zoo.checkpoint import load_folder
+
+    torch.manual_seed(0)
+    trained = PropertyFinetuneModule(
+        encoder=TINY, init_from="no/such/folder", label_mean=-6500.0, label_std=600.0
+    )
+    save_pretrained(trained, tmp_path / "homo", name="test.homo")
+    loaded = load_folder(tmp_path / "homo")
+    before = {k: v.clone() for k, v in loaded.state_dict().items()}
+    loaded._trainer = SimpleNamespace(ckpt_path=None, datamodule=None)
+    loaded.setup("fit")  # a fresh module would fail here: no datamodule, no init_from folder
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, before[key]), key
+
+
 def test_predict_takes_pairs_ase_rdkit_and_lists(tiny_finetune) -> None:
     from ase import Atoms
     from rdkit import Chem

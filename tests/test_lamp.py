@@ -170,6 +170,19 @@ def test_meshes_without_candidates_act_with_zero_count(small_policy: Policy) -> 
     assert torch.isfinite(log_prob).all() and torch.isfinite(entropy).all()
 
 
+def test_fitting_loaded_weights_does_not_reload_the_pretrained_evolution_model() -> None:
+    from types import SimpleNamespace
+
+    from zoo.checkpoint import Origin
+
+    model = LampModule(latent=8, steps=1, policy_latent=8, policy_steps=1, init_from="no.ckpt")
+    model._trainer = SimpleNamespace(ckpt_path=None, global_rank=0)
+    with pytest.raises(Exception, match=r"no\.ckpt"):
+        model.setup("fit")  # a fresh module loads init_from
+    model.zoo_origin = Origin("lamp.burgers1d", "bundled")
+    model.setup("fit")  # loaded weights are trained already
+
+
 # --- rollouts and the metric -------------------------------------------------------------------
 
 

@@ -300,6 +300,9 @@ class PropertyFinetuneModule(_Denoiser):
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.trainer.ckpt_path is not None:
             return  # resuming restores every weight and statistic
+        origin = getattr(self, "zoo_origin", None)
+        if origin is not None and origin.source != "init":
+            return  # fine-tuning loaded weights further: keep their encoder and label statistics
         datamodule = self.trainer.datamodule
         if not callable(getattr(datamodule, "target_stats", None)):
             raise ValueError(

@@ -243,9 +243,15 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
         # each DDP rank draws its own betas, start meshes and actions
         seed = torch.initial_seed() % 2**31 + 7919 * self.global_rank
         self._generator = torch.Generator().manual_seed(seed)
-        # resuming restores every weight; loaded weights (zoo.load) are already trained
-        fresh = self.trainer.ckpt_path is None and getattr(self, "zoo_origin", None) is None
-        if stage == "fit" and fresh and self.hparams.init_from:
+        # resuming restores every weight, and weights from zoo.load are trained already
+        origin = getattr(self, "zoo_origin", None)
+        trained = origin is not None and origin.source != "init"
+        if (
+            stage == "fit"
+            and self.trainer.ckpt_path is None
+            and not trained
+            and self.hparams.init_from
+        ):
             self.load_evolution(self.hparams.init_from)
 
     def load_evolution(self, source: str) -> None:
