@@ -297,6 +297,7 @@ def test_rollout_api_shapes_errors_and_beta_warning(trained: Path, monkeypatch) 
     assert out.error(truth[50:150]).item() == pytest.approx(
         ((out.on_grid() - truth[50:150]) ** 2).sum().item() / 100, rel=1e-4
     )
+    assert repr(out).startswith("LampRollout(1 trajectory, 4 steps of 25 frames, vertices")
     fixed = model.rollout(initial, steps=50, remesh=False, init_mesh="uniform:2")
     assert (fixed.n_vertices == 50).all() and (fixed.splits == 0).all()
     batched = model.rollout(torch.stack([initial, initial]), steps=25, beta=[0.0, 0.5])

@@ -31,7 +31,7 @@ LENGTH = 16.0  # period of the E2 domain
 _USER_SEEDS = 1 << 20  # sample_trajectory's seeds start here, far from the data sets' streams
 
 
-@dataclass
+@dataclass(repr=False)
 class LampRollout:
     """A rollout from :meth:`LampAPI.rollout`; one trajectory unless ``initial`` was batched.
 
@@ -50,6 +50,15 @@ class LampRollout:
     beta: torch.Tensor
     batched: bool
     initial_mask: torch.Tensor
+
+    def __repr__(self) -> str:
+        n_steps, n, _, bundle = self.values.shape
+        vertices = self.masks.sum(-1).float()
+        return (
+            f"LampRollout({n} trajector{'y' if n == 1 else 'ies'}, {n_steps} steps of {bundle} "
+            f"frames, vertices {vertices[0].mean():.1f} → {vertices[-1].mean():.1f} (mean "
+            f"{vertices.mean():.1f}), remeshing {'on' if self.actions else 'off'})"
+        )
 
     def _unbatch(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return x if self.batched else x.select(axis, 0)
