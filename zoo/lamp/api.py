@@ -269,43 +269,33 @@ class LampAPI:
         steps = target.shape[1]
         dataset = f"E2 Burgers, {len(truth)} {split} trajectories"
 
-        rows = []
+        runs = []  # (model, initial mesh, beta); beta None: no remeshing
+        for spec in init_mesh:
+            runs.append(("LAMP (no remeshing)", spec, None))
+            runs += [("LAMP", spec, float(b)) for b in beta]
+        runs.append(("LAMP (no remeshing)", "full", None))
 
-        def add(model: str, spec: str, b: float | None, out: LampRollout) -> None:
+        rows = []
+        for model, spec, b in runs:
+            out = self.rollout(
+                initial, steps, b or 0.0, spec, remesh=b is not None, sample=sample, seed=seed
+            )
             n0 = int(mesh.make_mask(spec, 1, truth.shape[2]).sum())
             error = float(out.error(target).mean())
-            vertices = float(out.masks.sum(-1).float().mean())
-            name = f"{model} cumulative MSE from {n0} vertices" + (
-                "" if b is None else f", beta {b:g}"
-            )
+            name = f"{model} cumulative MSE from {n0} vertices"
             rows.append(
                 {
-                    "model": model, "init_mesh": spec, "initial_vertices": n0, "beta": b,
-                    "average_vertices": vertices, "error": error, "name": name, "value": error,
+                    "model": model,
+                    "init_mesh": spec,
+                    "initial_vertices": n0,
+                    "beta": b,
+                    "average_vertices": float(out.masks.sum(-1).float().mean()),
+                    "error": error,
+                    "name": name if b is None else f"{name}, beta {b:g}",
+                    "value": error,
                     "dataset": dataset,
                 }
-            )  # fmt: skip
-
-        for spec in init_mesh:
-            add(
-                "LAMP (no remeshing)",
-                spec,
-                None,
-                self.rollout(initial, steps, 0.0, spec, remesh=False),
             )
-            for b in beta:
-                add(
-                    "LAMP",
-                    spec,
-                    float(b),
-                    self.rollout(initial, steps, float(b), spec, sample=sample, seed=seed),
-                )
-        add(
-            "LAMP (no remeshing)",
-            "full",
-            None,
-            self.rollout(initial, steps, 0.0, "full", remesh=False),
-        )
         return rows
 
     # ----------------------------------------------------------------------------------------
