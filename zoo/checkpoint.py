@@ -42,6 +42,7 @@ __all__ = [
     "Origin",
     "call_module",
     "class_path_of",
+    "has_loaded_weights",
     "import_class",
     "load_folder",
     "read_config",
@@ -76,6 +77,14 @@ class Origin:
     source: str
     revision: str | None = None
     path: str | None = None
+
+
+def has_loaded_weights(module: object) -> bool:
+    """Whether ``module`` holds weights read by :func:`zoo.load` or :func:`load_folder` (not
+    built with ``pretrained=False``): a ``fit`` on it continues training them, so its
+    ``setup`` must not re-initialise them from an ``init_from`` source."""
+    origin = getattr(module, "zoo_origin", None)
+    return origin is not None and origin.source != "init"
 
 
 def sha256(path: str | os.PathLike[str]) -> str:

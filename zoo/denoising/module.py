@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from zoo.checkpoint import has_loaded_weights
 from zoo.denoising.et import ET
 from zoo.denoising.heads import NoiseHead, ScalarHead
 
@@ -300,8 +301,7 @@ class PropertyFinetuneModule(_Denoiser):
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.trainer.ckpt_path is not None:
             return  # resuming restores every weight and statistic
-        origin = getattr(self, "zoo_origin", None)
-        if origin is not None and origin.source != "init":
+        if has_loaded_weights(self):
             return  # fine-tuning loaded weights further: keep their encoder and label statistics
         datamodule = self.trainer.datamodule
         if not callable(getattr(datamodule, "target_stats", None)):

@@ -60,8 +60,9 @@ class LampRollout:
             f"{vertices.mean():.1f}), remeshing {'on' if self.actions else 'off'})"
         )
 
-    def _unbatch(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        return x if self.batched else x.select(axis, 0)
+    def _unbatch(self, x: torch.Tensor) -> torch.Tensor:
+        """Drops the batch axis (first) of a single-trajectory rollout."""
+        return x if self.batched else x[0]
 
     @property
     def positions(self) -> list[Any]:
@@ -82,27 +83,26 @@ class LampRollout:
     @property
     def n_vertices(self) -> torch.Tensor:
         """``(n_steps,)`` (``(n, n_steps)`` when batched) vertices of each step's mesh."""
-        return self._unbatch(self.masks.sum(-1).T, 0)
+        return self._unbatch(self.masks.sum(-1).T)
 
     @property
     def splits(self) -> torch.Tensor:
         """Edges split before each step, like :attr:`n_vertices` (zeros without remeshing)."""
         if not self.actions:
             return torch.zeros_like(self.n_vertices)
-        return self._unbatch(torch.stack([a.split_edges.sum(-1) for a in self.actions], -1), 0)
+        return self._unbatch(torch.stack([a.split_edges.sum(-1) for a in self.actions], -1))
 
     @property
     def collapses(self) -> torch.Tensor:
         """Vertices deleted before each step (collapses left by the no-chain rule)."""
         counts = torch.cat([self.initial_mask[None], self.masks]).sum(-1)  # (n_steps + 1, n)
         before = counts[:-1].T + (self.splits if self.batched else self.splits[None])
-        return self._unbatch(before - counts[1:].T, 0)
+        return self._unbatch(before - counts[1:].T)
 
     def on_grid(self) -> torch.Tensor:
         """The predictions interpolated to the grid: ``(n_steps · bundle, n_grid)`` (batched:
         ``(n, …)``), frames 50, 51, … for the paper's task."""
-        grid = Rollout(self.masks, self.values).on_grid()
-        return self._unbatch(grid, 0)
+        return self._unbatch(Rollout(self.masks, self.values).on_grid())
 
     def error(self, truth: torch.Tensor) -> torch.Tensor:
         """The paper's cumulative MSE against ``truth`` on the grid, frames as :meth:`on_grid`:
@@ -111,8 +111,7 @@ class LampRollout:
         truth = truth if self.batched else truth[None]
         n_steps, _, _, bundle = self.values.shape
         target = bundles(truth, 0, n_steps, bundle)
-        out = Rollout(self.masks, self.values).errors(target).sum(0)
-        return out if self.batched else out[0]
+        return self._unbatch(Rollout(self.masks, self.values).errors(target).sum(0))
 
 
 class LampAPI:
@@ -280,7 +279,7 @@ class LampAPI:
             out = self.rollout(
                 initial, steps, b or 0.0, spec, remesh=b is not None, sample=sample, seed=seed
             )
-            n0 = int(mesh.make_mask(spec, 1, truth.shape[2]).sum())
+            n0 = int(out.initial_mask[0].sum())
             error = float(out.error(target).mean())
             name = f"{model} cumulative MSE from {n0} vertices"
             rows.append(

@@ -19,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from zoo.checkpoint import has_loaded_weights
 from zoo.lamp import mesh
 from zoo.lamp.api import LampAPI
 from zoo.lamp.gnn import EvolutionModel
@@ -75,13 +76,13 @@ class _EvaluationMixin:
         truth = bundles(frames, START_FRAME, n_steps + 1, hp.bundle)
         n = frames.shape[0]
         generator = torch.Generator().manual_seed(0)
+        policy = getattr(self, "policy", None)
         for spec in hp.eval_meshes:
             mask = mesh.make_mask(spec, n, frames.shape[2])
             n0 = int(mask[0].sum())
             plain = rollout(self.evolution, truth[0], mask, n_steps)
             error = plain.errors(truth[1:]).sum(0).mean()
             self.log(f"{stage}/error_{n0}_fixed", error, batch_size=n, sync_dist=True)
-            policy = getattr(self, "policy", None)
             if policy is None:
                 continue
             for beta in hp.eval_betas:
@@ -95,6 +96,12 @@ class _EvaluationMixin:
                 self.log(f"{stage}/error_{tag}", error, batch_size=n, sync_dist=True)
                 vertices = out.n_vertices.float().mean()
                 self.log(f"{stage}/vertices_{tag}", vertices, batch_size=n, sync_dist=True)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
 
 
 class LampEvolutionModule(_EvaluationMixin, pl.LightningModule):
@@ -137,12 +144,6 @@ class LampEvolutionModule(_EvaluationMixin, pl.LightningModule):
         loss = _rollout_loss(self.evolution, truth, batch["mask"], weights)
         self.log("train/loss", loss, prog_bar=True, batch_size=truth.shape[1])
         return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
 
     def configure_optimizers(self) -> dict[str, Any]:
         return cosine_adam(self)
@@ -244,14 +245,8 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
         seed = torch.initial_seed() % 2**31 + 7919 * self.global_rank
         self._generator = torch.Generator().manual_seed(seed)
         # resuming restores every weight, and weights from zoo.load are trained already
-        origin = getattr(self, "zoo_origin", None)
-        trained = origin is not None and origin.source != "init"
-        if (
-            stage == "fit"
-            and self.trainer.ckpt_path is None
-            and not trained
-            and self.hparams.init_from
-        ):
+        fresh = self.trainer.ckpt_path is None and not has_loaded_weights(self)
+        if stage == "fit" and fresh and self.hparams.init_from:
             self.load_evolution(self.hparams.init_from)
 
     def load_evolution(self, source: str) -> None:
@@ -288,7 +283,8 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
         truth = bundles(frames, 0, hp.horizon + 1, hp.bundle)
         n, n_grid = frames.shape[0], frames.shape[2]
         choice = torch.randint(len(hp.start_meshes), (n,), generator=self._generator)
-        mask = torch.stack([mesh.make_mask(hp.start_meshes[c], 1, n_grid)[0] for c in choice])
+        starts = torch.cat([mesh.make_mask(spec, 1, n_grid) for spec in hp.start_meshes])
+        mask = starts[choice]
         beta = torch.rand(n, generator=self._generator) * hp.beta_max
 
         policy_phase = (self.global_step // hp.phase_steps) % 2 == 0
@@ -352,12 +348,6 @@ class LampModule(LampAPI, _EvaluationMixin, pl.LightningModule):
             batch_size=n,
         )
         return on_policy + on_full
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [

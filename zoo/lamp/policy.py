@@ -133,16 +133,14 @@ class Policy(nn.Module):
             h, e = block(h, e, g.edge_index)
 
         # --- counts and value, from mean-pooled latents ---
-        def pooled(node_mlp: nn.Module) -> torch.Tensor:
-            pool = scatter(node_mlp(h), g.batch, 0, dim_size=g.n_graphs, reduce="mean")
+        def pooled(nodes: torch.Tensor) -> torch.Tensor:
+            pool = scatter(nodes, g.batch, 0, dim_size=g.n_graphs, reduce="mean")
             return torch.cat([pool, beta[:, None]], -1)
 
-        k_split = self.k_split_head(pooled(self.k_split_node)) / self.count_temperature
-        k_collapse = self.k_collapse_head(pooled(self.k_collapse_node)) / self.count_temperature
-        trunk = torch.cat(
-            [scatter(h, g.batch, 0, dim_size=g.n_graphs, reduce="mean"), beta[:, None]], -1
-        )
-        value = self.value_head(trunk).squeeze(-1)
+        k_split = self.k_split_head(pooled(self.k_split_node(h))) / self.count_temperature
+        k_collapse = self.k_collapse_head(pooled(self.k_collapse_node(h)))
+        k_collapse = k_collapse / self.count_temperature
+        value = self.value_head(pooled(h)).squeeze(-1)
 
         # --- edges, named by their left vertex ---
         left, right = g.edge_index[:, : g.edge_index.shape[1] // 2]
