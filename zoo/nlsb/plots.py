@@ -1,0 +1,167 @@
+"""Figures of a trained ``nlsb`` model: sample paths over the snapshots, marginals next to the
+data, and the learned potential. Each function returns its matplotlib ``Figure``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["plot_marginals", "plot_potential", "plot_trajectories", "showcase", "snapshots"]
+
+_SYNTHETIC = ("ou1d", "psde3d", "branch2d")
+
+
+def snapshots(model: Any, split: str = "test") -> list[torch.Tensor] | None:
+    """The model's synthetic snapshot set (regenerated from its seed), ``None`` for ``eb``."""
+    from zoo.nlsb.data import make_snapshots
+
+    if model.hparams.dataset not in _SYNTHETIC:
+        return None
+    return make_snapshots(model.hparams.dataset)[split]
+
+
+def plot_trajectories(
+    model: Any, *, n: int = 30, n_repeat: int = 1, seed: int = 0, steps_per_unit: int = 20
+) -> Any:
+    """Paths from ``n`` base samples over the observed snapshots: a space-time fan in 1-D, the
+    first two coordinates otherwise."""
+    import matplotlib.pyplot as plt
+
+    data = snapshots(model)
+    t_grid = _grid(model.times, steps_per_unit)
+    generator = torch.Generator().manual_seed(seed)
+    x0 = model._to_data(model.base[torch.randint(len(model.base), (n,), generator=generator)])
+    paths = model.sample_trajectories(x0, t_grid, n_repeat=n_repeat, seed=seed).flatten(1, 2)
+    figure, ax = plt.subplots(figsize=(7, 4))
+    if model.hparams.dim == 1:
+        ax.plot(t_grid, paths[..., 0].numpy(), color="tab:blue", lw=0.7, alpha=0.6)
+        if data is not None:
+            for t, x in zip(model.times, data, strict=True):
+                ax.scatter(
+                    torch.full((len(x),), t) + 0.04 * torch.randn(len(x), generator=generator),
+                    x[:, 0],
+                    s=2,
+                    color="black",
+                    alpha=0.15,
+                )
+        ax.set(xlabel="t", ylabel="x")
+    else:
+        if data is not None:
+            for t, x in zip(model.times, data, strict=True):
+                ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.2, label=f"data t = {t:g}")
+        for i in range(paths.shape[1]):
+            ax.plot(paths[:, i, 0], paths[:, i, 1], color="black", lw=0.6, alpha=0.6)
+        ax.set(xlabel="x₁", ylabel="x₂")
+        ax.legend(markerscale=4, fontsize=7)
+    ax.set_title(f"NLSB sample paths ({model.hparams.dataset})")
+    figure.tight_layout()
+    return figure
+
+
+def plot_marginals(model: Any, *, n: int = 1000, seed: int = 0) -> Any:
+    """The model's marginals from the base sample at each observed time, next to the data's."""
+    import matplotlib.pyplot as plt
+
+    data = snapshots(model)
+    times = model.times[1:]
+    marginals = model.marginals(times, n=n, seed=seed)
+    figure, axes = plt.subplots(1, len(times), figsize=(3 * len(times), 3), squeeze=False)
+    for i, (ax, t) in enumerate(zip(axes[0], times, strict=True)):
+        x = marginals[t]
+        truth = None if data is None else data[i + 1]
+        held = " (held out)" if t not in model.train_times else ""
+        if model.hparams.dim == 1:
+            bins = 40
+            if truth is not None:
+                ax.hist(truth[:, 0], bins=bins, density=True, alpha=0.5, label="data")
+            ax.hist(x[:, 0], bins=bins, density=True, alpha=0.5, label="model")
+        else:
+            if truth is not None:
+                ax.scatter(truth[:, 0], truth[:, 1], s=2, alpha=0.3, label="data")
+            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.3, label="model")
+        ax.set_title(f"t = {t:g}{held}")
+    axes[0, 0].legend(fontsize=7)
+    figure.suptitle(f"marginals from the base sample ({model.hparams.dataset})")
+    figure.tight_layout()
+    return figure
+
+
+def plot_potential(model: Any, *, times: Sequence[float] | None = None, size: int = 100) -> Any:
+    """Φ over (t, x) in 1-D; Φ contours at a few times over the first two coordinates
+    otherwise (the others at their base-sample mean)."""
+    import matplotlib.pyplot as plt
+
+    base = model._to_data(model.base)
+    low, high = base.min(0).values, base.max(0).values
+    data = snapshots(model)
+    if data is not None:
+        stacked = torch.cat(data)
+        low, high = stacked.min(0).values, stacked.max(0).values
+    pad = 0.1 * (high - low)
+    low, high = low - pad, high + pad
+    if model.hparams.dim == 1:
+        t = torch.linspace(model.times[0], model.times[-1], size)
+        x = torch.linspace(float(low[0]), float(high[0]), size)
+        phi = torch.stack([model.potential(x[:, None], float(s)) for s in t], dim=1)
+        figure, ax = plt.subplots(figsize=(7, 4))
+        mesh = ax.pcolormesh(t, x, phi, shading="auto", cmap="viridis")
+        ax.contour(t, x, phi, colors="white", linewidths=0.5, levels=12)
+        figure.colorbar(mesh, ax=ax, label="Φ")
+        ax.set(xlabel="t", ylabel="x", title="learned potential Φ(x, t)")
+        figure.tight_layout()
+        return figure
+    times = list(times or model.times)
+    figure, axes = plt.subplots(1, len(times), figsize=(3 * len(times), 3), squeeze=False)
+    u = torch.linspace(float(low[0]), float(high[0]), size)
+    v = torch.linspace(float(low[1]), float(high[1]), size)
+    grid_u, grid_v = torch.meshgrid(u, v, indexing="xy")
+    points = base.mean(0).repeat(size * size, 1)
+    points[:, 0], points[:, 1] = grid_u.flatten(), grid_v.flatten()
+    for ax, t in zip(axes[0], times, strict=True):
+        phi = model.potential(points, float(t)).reshape(size, size)
+        ax.contourf(grid_u, grid_v, phi, levels=20, cmap="viridis")
+        ax.set_title(f"Φ at t = {t:g}")
+    figure.tight_layout()
+    return figure
+
+
+def showcase(model: Any, out_dir: str | Path) -> dict[str, Any]:
+    """Fresh marginals against the test snapshots (mean W1 over the observed times) and the
+    three plots, saved under ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.nlsb.metrics import wasserstein1
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, plot in (
+        ("trajectories", plot_trajectories),
+        ("marginals", plot_marginals),
+        ("potential", plot_potential),
+    ):
+        figure = plot(model)
+        figure.savefig(out_dir / f"{name}.png", dpi=110)
+        plt.close(figure)
+    data = snapshots(model)
+    marginals = model.marginals(model.times[1:], n=1000, seed=0)
+    distances = [wasserstein1(marginals[t], data[k + 1]) for k, t in enumerate(model.times[1:])]
+    return {
+        "task": f"sample {model.hparams.dataset} marginals from the base sample, plot paths",
+        "metric": "MDD all-step, mean over observed times",
+        "value": sum(distances) / len(distances),
+    }
+
+
+def _grid(times: Sequence[float], steps_per_unit: int) -> list[float]:
+    grid = [times[0]]
+    for t0, t1 in itertools.pairwise(times):
+        steps = max(1, round((t1 - t0) * steps_per_unit))
+        grid += [t0 + (t1 - t0) * (i + 1) / steps for i in range(steps)]
+    return grid
