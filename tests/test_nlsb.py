@@ -248,3 +248,94 @@ def test_smoke_training_runs_under_ddp(tmp_path) -> None:
     run = run_zoo(["fit", "--config", recipe, *ddp, *out], cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt"))
+
+
+def test_evaluate_reports_every_time_with_its_floor(model) -> None:
+    from zoo.nlsb.data import SnapshotDataModule
+    from zoo.nlsb.evaluate import Report
+
+    data = SnapshotDataModule(dataset="ou1d", n_train=64, n_val=64, n_test=64)
+    report = model.evaluate(data, n_starts=4, n_repeat=16)
+    assert isinstance(report, Report)
+    kinds = {(r["metric"], r["kind"]) for r in report}
+    assert {("MDD", "one-step"), ("MDD", "all-step"), ("CDD", "mid-point")} <= kinds
+    cdd_mid = [r for r in report if r["metric"] == "CDD" and r["kind"] == "mid-point"]
+    assert [r["time"] for r in cdd_mid] == [0.5, 1.5, 2.5, 3.5]
+    assert all(r["value"] > 0 and r["floor"] > 0 for r in report)
+    mean = next(r for r in report if r["name"] == "CDD mean, mid-points")
+    assert mean["value"] == pytest.approx(sum(r["value"] for r in cdd_mid) / 4)
+    assert "CDD mean, mid-points" in str(report)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_compares_equal_work() -> None:
+    """The step-time benchmark checks that both Hessian paths give the same loss first."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/nlsb_step_time.py"), "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "NLSB / neural SDE" in run.stdout
+
+
+GOLDEN = REPO / "tests" / "data" / "nlsb_golden.json"
+SHIPPED = ("nlsb.ou1d", "nlsb.ou1d-nsde", "nlsb.ou1d-ode", "nlsb.psde3d", "nlsb.branch2d")
+
+
+def golden_outputs() -> dict[str, list[float]]:
+    """What ``nlsb.ou1d`` gives: paths from three points (4 repeats, seed 0), and the drift,
+    diffusion and potential on a grid at t = 2.5. Rewrite after retraining with
+    ``python tests/test_nlsb.py``."""
+    import zoo
+
+    model = zoo.load("nlsb")
+    x0 = torch.tensor([[-0.5], [0.0], [0.5]])
+    paths = model.sample_trajectories(x0, [0.0, 1.0, 2.0, 3.0, 4.0], n_repeat=4, seed=0)
+    grid = torch.linspace(-2.0, 6.0, 9)[:, None]
+    return {
+        "paths": paths.flatten().tolist(),
+        "drift": model.drift(grid, 2.5).flatten().tolist(),
+        "diffusion": model.diffusion(grid, 2.5).flatten().tolist(),
+        "potential": model.potential(grid, 2.5).tolist(),
+    }
+
+
+def test_shipped_weights_load_round_trip_and_match_golden_outputs(tmp_path) -> None:
+    import json
+
+    import zoo
+
+    model = zoo.load("nlsb")
+    assert model.zoo_origin.name == "nlsb.ou1d" and model.zoo_origin.source == "bundled"
+    assert_export_roundtrip(model, tmp_path / "copy")
+    expected = json.loads(GOLDEN.read_text())
+    actual = golden_outputs()
+    for key, values in expected.items():
+        assert actual[key] == pytest.approx(values, rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_weight_set_loads_as_its_variant(name) -> None:
+    import zoo
+    from zoo.nlsb.evaluate import variant
+
+    model = zoo.load(name)
+    expected = {"ou1d-nsde": "neural SDE", "ou1d-ode": "ODE"}.get(name.split(".")[1], "NLSB")
+    assert variant(model) == expected
+    x0 = model.base[:3] * model.std + model.mean
+    paths = model.sample_trajectories(x0, model.times, n_repeat=2, seed=0)
+    assert paths.shape == (len(model.times), 3, 2, model.hparams.dim)
+    assert torch.isfinite(paths).all()
+
+
+if __name__ == "__main__":
+    import json
+
+    GOLDEN.write_text(json.dumps(golden_outputs(), indent=1) + "\n")
+    print(f"wrote {GOLDEN}")

@@ -42,6 +42,7 @@ _ENTRY_MODULES: tuple[str, ...] = (
     "zoo.kernel_operator.entry",
     "zoo.lamp.entry",
     "zoo.mars.entry",
+    "zoo.nlsb.entry",
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

@@ -141,6 +141,12 @@ class NLSBApiMixin:
 
         return plot_marginals(self, **kwargs)
 
+    def plot_conditional(self, **kwargs: Any) -> Any:
+        """Conditional paths against the truth's; see :func:`zoo.nlsb.plots.plot_conditional`."""
+        from zoo.nlsb.plots import plot_conditional
+
+        return plot_conditional(self, **kwargs)
+
     def plot_potential(self, **kwargs: Any) -> Any:
         """The learned potential Φ(x, t); see :func:`zoo.nlsb.plots.plot_potential`."""
         from zoo.nlsb.plots import plot_potential

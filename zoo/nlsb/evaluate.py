@@ -60,8 +60,8 @@ def evaluate(
 
     Args:
         model: An :class:`~zoo.nlsb.module.NLSBModule`.
-        datamodule: A :class:`~zoo.nlsb.data.SnapshotDataModule`; by default the model's
-            dataset with its held-out times.
+        datamodule: A :class:`~zoo.nlsb.data.SnapshotDataModule`; by default the data of the
+            recipe in the model's export folder (or its dataset with its held-out times).
         split: ``test`` (1000 samples per time) or ``val``.
         n_starts: Starting points of the CDD.
         n_repeat: Paths per starting point in the CDD.
@@ -192,8 +192,13 @@ def _summary(rows: Sequence[dict[str, Any]], label: str) -> list[dict[str, Any]]
 
 
 def _default_datamodule(model: Any) -> Any:
+    """The data of the export folder's recipe, or else the model's dataset at its defaults."""
     from zoo.nlsb.data import SnapshotDataModule
+    from zoo.recipes import datamodule_from_recipe, recipe_of
 
+    origin = getattr(model, "zoo_origin", None)
+    if origin is not None and origin.path is not None:
+        return datamodule_from_recipe(recipe_of(model))
     dataset = model.hparams.dataset
     if dataset is None or dataset == "eb":
         raise ValueError(
@@ -201,3 +206,40 @@ def _default_datamodule(model: Any) -> Any:
             "SnapshotDataModule(dataset='eb', data_dir=...) with the data it was trained on"
         )
     return SnapshotDataModule(dataset=dataset, holdout=list(model.hparams.holdout or []))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m zoo.nlsb.evaluate CHECKPOINT_OR_FOLDER [--json FILE]``: the report of a
+    training checkpoint (``.ckpt``) or an export folder, on the data of its recipe."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m zoo.nlsb.evaluate", description=main.__doc__)
+    parser.add_argument("model", type=Path, help="a .ckpt written by zoo fit, or an export folder")
+    parser.add_argument("--n-starts", type=int, default=200)
+    parser.add_argument("--n-repeat", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    if args.model.suffix == ".ckpt":
+        from zoo.export import load_checkpoint
+        from zoo.recipes import datamodule_from_recipe
+
+        model, record = load_checkpoint(args.model)
+        datamodule = datamodule_from_recipe(record["recipe"]) if record.get("recipe") else None
+    else:
+        import zoo
+
+        model, datamodule = zoo.load(args.model), None
+    model.eval()
+    report = evaluate(model, datamodule, n_starts=args.n_starts, n_repeat=args.n_repeat)
+    print(f"{variant(model)} ({args.model})")
+    print(report)
+    if args.json:
+        args.json.write_text(json.dumps(list(report), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -67,7 +67,7 @@ class NLSBModule(NLSBApiMixin, pl.LightningModule):
         width: int = 32,
         n_layers: int = 2,
         rank: int = 10,
-        sigma: str | float = "mlp",
+        sigma: float | str = "mlp",
         g_max: float = 1.0,
         diffusion_width: int = 16,
         lagrangian: Mapping[str, Any] | None = None,

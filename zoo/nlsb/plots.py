@@ -10,7 +10,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["plot_marginals", "plot_potential", "plot_trajectories", "showcase", "snapshots"]
+__all__ = [
+    "plot_conditional",
+    "plot_marginals",
+    "plot_potential",
+    "plot_trajectories",
+    "showcase",
+    "snapshots",
+]
 
 _SYNTHETIC = ("ou1d", "psde3d", "branch2d")
 
@@ -88,6 +95,55 @@ def plot_marginals(model: Any, *, n: int = 1000, seed: int = 0) -> Any:
     figure.suptitle(f"marginals from the base sample ({model.hparams.dataset})")
     figure.tight_layout()
     return figure
+
+
+def plot_conditional(
+    model: Any,
+    *,
+    x0: Sequence[float] = (-0.8, 0.0, 0.8),
+    n_repeat: int = 200,
+    seed: int = 0,
+    ax: Any = None,
+    steps_per_unit: int = 10,
+) -> Any:
+    """Conditional mean ± one sd of the model's paths from a few starting points, over the true
+    process's (its sampler, ``n_repeat`` paths each): what the CDD measures. First coordinate,
+    the others of each start at the base-sample mean."""
+    import matplotlib.pyplot as plt
+
+    from zoo.nlsb.data import process
+
+    if model.hparams.dataset not in _SYNTHETIC:
+        raise ValueError("plot_conditional needs a synthetic dataset with a known process")
+    truth = process(model.hparams.dataset)
+    t_grid = _grid(model.times, steps_per_unit)
+    starts = model._to_data(model.base).mean(0).repeat(len(x0), 1)
+    starts[:, 0] = torch.as_tensor(x0, dtype=starts.dtype)
+    paths = model.sample_trajectories(starts, t_grid, n_repeat=n_repeat, seed=seed)[..., 0]
+    generator = torch.Generator().manual_seed(seed)
+    x = starts.repeat_interleave(n_repeat, dim=0)
+    true = [x[:, 0]]
+    for t0, t1 in itertools.pairwise(t_grid):
+        x = truth.sample_at(x, t0, t1, generator)
+        true.append(x[:, 0])
+    true = torch.stack(true).reshape(len(t_grid), len(x0), n_repeat)
+    figure = None
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(7, 3.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, start in enumerate(x0):
+        color = colors[i % len(colors)]
+        mean, sd = true[:, i].mean(-1), true[:, i].std(-1)
+        ax.fill_between(t_grid, mean - sd, mean + sd, color=color, alpha=0.15)
+        ax.plot(t_grid, mean, "--", color=color)
+        mean, sd = paths[:, i].mean(-1), paths[:, i].std(-1)
+        ax.plot(t_grid, mean, color=color, label=f"x0 = {start:g}")
+        ax.plot(t_grid, mean - sd, ":", color=color)
+        ax.plot(t_grid, mean + sd, ":", color=color)
+    ax.set(xlabel="t", ylabel="x" if model.hparams.dim == 1 else "x₁")
+    ax.set_title("model: solid, ±1 sd dotted; truth: dashed, band", fontsize=9)
+    ax.legend(fontsize=7)
+    return figure if figure is not None else ax.figure
 
 
 def plot_potential(model: Any, *, times: Sequence[float] | None = None, size: int = 100) -> Any:

@@ -56,7 +56,7 @@ class Diffusion(nn.Module):
     """
 
     def __init__(
-        self, dim: int, sigma: str | float = "mlp", g_max: float = 1.0, width: int = 16
+        self, dim: int, sigma: float | str = "mlp", g_max: float = 1.0, width: int = 16
     ) -> None:
         super().__init__()
         if isinstance(sigma, str) and sigma not in ("mlp", "const"):
