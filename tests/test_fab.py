@@ -60,6 +60,25 @@ def test_a_few_steps_of_each_loss_are_finite_and_move_the_flow(loss, tmp_path) -
     assert all(p.dtype == torch.float64 for p in model.parameters())
 
 
+def test_warmup_and_cosine_schedule_follow_the_optimiser_steps(tmp_path) -> None:
+    model = _model(loss="reverse_kl", warmup_steps=4, lr_schedule="cosine")
+    trainer = _trainer(tmp_path, max_steps=8)
+    trainer.fit(model, _data())
+    (scheduler,) = trainer.lr_scheduler_configs
+    assert scheduler.scheduler.last_epoch == 8  # one scheduler step per optimiser step
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi)), abs=1e-12)  # decayed to 0
+    factor = scheduler.scheduler.lr_lambdas[0]
+    assert factor(0) == pytest.approx(0.25 * 0.5 * (1 + math.cos(0.0)))
+    assert factor(3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 8)))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _model(lr_schedule="linear")
+    with pytest.raises(ValueError, match="max_steps"):
+        _trainer(tmp_path, max_steps=-1, max_epochs=1).fit(
+            _model(lr_schedule="cosine"), _data()
+        )
+
+
 def test_non_finite_losses_take_no_step(tmp_path) -> None:
     model = _model(loss="reverse_kl")
     model.target.log_prob = lambda x: torch.full(x.shape[:1], math.nan, dtype=x.dtype)

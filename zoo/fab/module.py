@@ -75,6 +75,10 @@ class FABModule(FABApiMixin, pl.LightningModule):
         grad_clip: Gradient-norm clip (``None`` or 0: no clipping). Steps whose loss or
             gradient norm is not finite are skipped.
         n_eval: Flow samples for the validation metrics and for :meth:`evaluate`.
+        warmup_steps: Optimiser steps of a linear learning-rate warm-up from ``lr /
+            warmup_steps`` (0: none).
+        lr_schedule: ``None`` (constant after the warm-up) or ``"cosine"`` (cosine decay to 0
+            over ``trainer.max_steps``), the paper's alanine schedule.
     """
 
     def __init__(
@@ -97,6 +101,8 @@ class FABModule(FABApiMixin, pl.LightningModule):
         weight_decay: float = 0.0,
         grad_clip: float | None = 100.0,
         n_eval: int = 10000,
+        warmup_steps: int = 0,
+        lr_schedule: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -105,6 +111,12 @@ class FABModule(FABApiMixin, pl.LightningModule):
         # argument checks
         if loss not in LOSSES:
             raise ValueError(f"FABModule: unknown loss {loss!r}; choose one of {LOSSES}")
+        if lr_schedule not in (None, "cosine"):
+            raise ValueError(
+                f"FABModule: unknown lr_schedule {lr_schedule!r}; choose None or 'cosine'"
+            )
+        if warmup_steps < 0:
+            raise ValueError(f"FABModule: warmup_steps must be >= 0, got {warmup_steps}")
         for key in ("batch_size", "n_updates", "n_eval"):
             if self.hparams[key] < 1:
                 raise ValueError(f"FABModule: {key} must be >= 1, got {self.hparams[key]}")
@@ -274,6 +286,9 @@ class FABModule(FABApiMixin, pl.LightningModule):
                 opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
             )
         opt.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
         return loss.detach()
 
     def _log_losses(self, losses: list[torch.Tensor]) -> None:
@@ -281,9 +296,26 @@ class FABModule(FABApiMixin, pl.LightningModule):
         if finite:
             self.log("train/loss", torch.stack(finite).mean(), prog_bar=True, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
-        return torch.optim.Adam(self.flow.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = torch.optim.Adam(self.flow.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if not hp.warmup_steps and hp.lr_schedule is None:
+            return opt
+        total = self.trainer.max_steps
+        if hp.lr_schedule == "cosine" and (total is None or total < 1):
+            raise ValueError(
+                "FABModule: lr_schedule 'cosine' decays over trainer.max_steps; set "
+                "--trainer.max_steps"
+            )
+
+        def factor(step: int) -> float:
+            warm = min(1.0, (step + 1) / hp.warmup_steps) if hp.warmup_steps else 1.0
+            if hp.lr_schedule == "cosine":
+                return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / total)))
+            return warm
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- validation -------------------------------------------------------------------------
 
