@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 _SYNTHETIC = ("ou1d", "psde3d", "branch2d")
+_SUBSCRIPTS = "₀₁₂₃₄₅₆₇₈₉"
 
 
 def snapshots(model: Any, split: str = "test") -> list[torch.Tensor] | None:
@@ -32,30 +33,42 @@ def snapshots(model: Any, split: str = "test") -> list[torch.Tensor] | None:
 
 
 def plot_trajectories(
-    model: Any, *, n: int = 30, n_repeat: int = 1, seed: int = 0, steps_per_unit: int = 20
+    model: Any,
+    *,
+    n: int = 30,
+    n_repeat: int = 1,
+    seed: int = 0,
+    steps_per_unit: int = 20,
+    coordinate: int | None = None,
 ) -> Any:
-    """Paths from ``n`` base samples over the observed snapshots: a space-time fan in 1-D, the
-    first two coordinates otherwise."""
+    """Paths from ``n`` base samples over the observed snapshots: a space-time fan of one
+    coordinate (always in 1-D; in more dimensions when ``coordinate`` is given), otherwise the
+    first two coordinates in the plane."""
     import matplotlib.pyplot as plt
 
+    dim = model.hparams.dim
+    if coordinate is None and dim == 1:
+        coordinate = 0
+    if coordinate is not None and not (isinstance(coordinate, int) and 0 <= coordinate < dim):
+        raise ValueError(f"coordinate must be an int in 0..{dim - 1}, got {coordinate!r}")
     data = snapshots(model)
     t_grid = _grid(model.times, steps_per_unit)
     generator = torch.Generator().manual_seed(seed)
     x0 = model._to_data(model.base[torch.randint(len(model.base), (n,), generator=generator)])
     paths = model.sample_trajectories(x0, t_grid, n_repeat=n_repeat, seed=seed).flatten(1, 2)
     figure, ax = plt.subplots(figsize=(7, 4))
-    if model.hparams.dim == 1:
-        ax.plot(t_grid, paths[..., 0].numpy(), color="tab:blue", lw=0.7, alpha=0.6)
+    if coordinate is not None:
+        ax.plot(t_grid, paths[..., coordinate].numpy(), color="tab:blue", lw=0.7, alpha=0.6)
         if data is not None:
             for t, x in zip(model.times, data, strict=True):
                 ax.scatter(
                     torch.full((len(x),), t) + 0.04 * torch.randn(len(x), generator=generator),
-                    x[:, 0],
+                    x[:, coordinate],
                     s=2,
                     color="black",
                     alpha=0.15,
                 )
-        ax.set(xlabel="t", ylabel="x")
+        ax.set(xlabel="t", ylabel="x" if dim == 1 else f"x{_SUBSCRIPTS[coordinate + 1]}")
     else:
         if data is not None:
             for t, x in zip(model.times, data, strict=True):
