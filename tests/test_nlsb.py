@@ -339,3 +339,29 @@ if __name__ == "__main__":
 
     GOLDEN.write_text(json.dumps(golden_outputs(), indent=1) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_plots_draw_for_one_and_two_dimensions(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import zoo
+
+    ou, branch = zoo.load("nlsb"), zoo.load("nlsb.branch2d")
+    figures = [
+        ou.plot_trajectories(n=4),
+        ou.plot_marginals(n=64),
+        ou.plot_conditional(n_repeat=8),
+        branch.plot_trajectories(n=4),
+        branch.plot_trajectories(n=4, coordinate=1),
+    ]
+    for i, figure in enumerate(figures):
+        figure.savefig(tmp_path / f"{i}.png")
+        assert (tmp_path / f"{i}.png").stat().st_size > 0
+    # the 1-D fan is a line per path; the 2-D fan of one coordinate too
+    assert len(figures[4].axes[0].lines) == 4
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"coordinate must be an int in 0\.\.1"):
+        branch.plot_trajectories(n=2, coordinate=2)
