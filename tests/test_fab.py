@@ -229,3 +229,79 @@ def test_smoke_training_runs_under_ddp(tmp_path) -> None:
     run = run_zoo(["fit", "--config", recipe, *ddp, *out], cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt"))
+
+
+GOLDEN = REPO / "tests" / "data" / "fab_golden.json"
+SHIPPED = ("fab.gmm40", "fab.manywell6")
+
+
+def golden_outputs() -> dict[str, list[float]]:
+    """What the shipped weights give: log q at fixed points, flow samples from a fixed seed,
+    and the HMC step sizes. Rewrite after retraining with ``python tests/test_fab.py``."""
+    import zoo
+
+    out: dict[str, list[float]] = {}
+    for name in SHIPPED:
+        model = zoo.load(name)
+        dim = model.target.dim
+        points = torch.linspace(-3.0, 3.0, 5 * dim, dtype=torch.float64).reshape(5, dim)
+        generator = torch.Generator().manual_seed(0)
+        x, log_q = model.flow.sample_and_log_prob(4, generator=generator)
+        out[f"{name} log_prob"] = model.log_prob(points).tolist()
+        out[f"{name} samples"] = x.flatten().tolist() + log_q.tolist()
+        out[f"{name} step sizes"] = model.ais.step_sizes.tolist()
+    return out
+
+
+def test_shipped_weights_load_round_trip_and_match_golden_outputs(tmp_path) -> None:
+    import json
+
+    import zoo
+
+    model = zoo.load("fab")
+    assert model.zoo_origin.name == "fab.gmm40" and model.zoo_origin.source == "bundled"
+    assert not model.training and all(p.dtype == torch.float64 for p in model.parameters())
+    assert_export_roundtrip(model, tmp_path / "copy")
+    expected = json.loads(GOLDEN.read_text())
+    actual = golden_outputs()
+    assert expected.keys() == actual.keys()
+    for key, values in expected.items():
+        assert actual[key] == pytest.approx(values, rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_weights_cover_their_target(name) -> None:
+    """What the card reports, on fresh samples: every mode covered, log Z near the truth."""
+    import zoo
+
+    model = zoo.load(name)
+    torch.manual_seed(1)
+    assert model.modes_covered(10000) == model.target.n_modes
+    mean, stderr = model.log_Z(10000, ais=True)
+    assert abs(mean - model.target.log_Z) < 0.1 + 3 * stderr
+
+
+if __name__ == "__main__":
+    import json
+
+    GOLDEN.write_text(json.dumps(golden_outputs(), indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
+
+
+def test_overflowed_flow_samples_warn_and_are_left_out_of_plots(manywell, monkeypatch) -> None:
+    draw = manywell.flow.sample_and_log_prob
+
+    def with_a_nan_row(n, generator=None):
+        x, log_q = draw(n, generator=generator)
+        x[0] = math.nan
+        return x, log_q
+
+    monkeypatch.setattr(manywell.flow, "sample_and_log_prob", with_a_nan_row)
+    with pytest.warns(RuntimeWarning, match="1 of 20 flow samples are not finite"):
+        x = manywell.sample(20)
+    assert torch.isnan(x[0]).all() and torch.isfinite(x[1:]).all()
+    assert 0 <= manywell.modes_covered(50) <= 8
+    figure = manywell.plot_samples(50)
+    assert all(map(math.isfinite, figure.axes[0].get_xlim()))
+    _, log_w = manywell.importance_sample(20)
+    assert log_w[0] == -math.inf

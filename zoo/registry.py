@@ -39,6 +39,7 @@ Status = Literal["reproduced", "partial", "cpu-scale"]
 #: Modules that register the paper entries; each paper issue adds its line.
 _ENTRY_MODULES: tuple[str, ...] = (
     "zoo.denoising.entry",
+    "zoo.fab.entry",
     "zoo.kernel_operator.entry",
     "zoo.lamp.entry",
     "zoo.mars.entry",

@@ -5,6 +5,7 @@ evaluation rows and the sample plots."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +26,21 @@ class FABApiMixin:
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """``n`` flow samples x ~ q_θ, ``(n, dim)``."""
-        return self.flow.sample(_check_n(n))
+        """``n`` flow samples x ~ q_θ, ``(n, dim)``; warns if any is not finite (see
+        :meth:`sample_and_log_prob`)."""
+        return self.sample_and_log_prob(n)[0]
 
     @torch.no_grad()
     def sample_and_log_prob(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` flow samples and their log q_θ, ``(n, dim)`` and ``(n,)``."""
-        return self.flow.sample_and_log_prob(_check_n(n))
+        """``n`` flow samples and their log q_θ, ``(n, dim)`` and ``(n,)``.
+
+        An affine-coupling flow can overflow for base points far in the tail (a fraction of a
+        percent of draws for some trained weights); such rows come back as they are, with a
+        warning. :meth:`importance_sample` and the metrics give them weight zero.
+        """
+        x, log_q = self.flow.sample_and_log_prob(_check_n(n))
+        _warn_non_finite(x)
+        return x, log_q
 
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +131,8 @@ class FABApiMixin:
     def modes_covered(self, n: int = 10000, fraction: float = 0.1) -> int:
         """Modes of the target holding at least ``fraction`` of their fair share of ``n``
         flow samples (of :attr:`target.n_modes <zoo.fab.targets.Target.n_modes>`)."""
-        return self.target.modes_covered(self.sample(n), fraction)
+        x = self.flow.sample(_check_n(n))
+        return self.target.modes_covered(x[torch.isfinite(x).all(-1)], fraction)
 
     # -- evaluation and plots ---------------------------------------------------------------
 
@@ -264,6 +274,18 @@ class FABApiMixin:
         return x
 
 
+def _warn_non_finite(x: torch.Tensor) -> None:
+    bad = int((~torch.isfinite(x).all(-1)).sum())
+    if bad:
+        warnings.warn(
+            f"{bad} of {len(x)} flow samples are not finite (the flow overflows far in the tail "
+            "of its base); drop them with x[torch.isfinite(x).all(-1)], or use "
+            "importance_sample, which gives them weight zero",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _check_n(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
@@ -304,7 +326,8 @@ def plot_samples(model: Any, *, n: int = 2000, ax: Any = None, dims: tuple[int, 
     dim = model.target.dim
     if not (0 <= i < dim and 0 <= j < dim and i != j):
         raise ValueError(f"dims must be two different coordinates in 0..{dim - 1}, got {dims}")
-    x = model.sample(_check_n(n)).cpu()
+    x = model.flow.sample(_check_n(n)).detach().cpu()
+    x = x[torch.isfinite(x).all(-1)]  # overflowed tail draws (see sample_and_log_prob)
     figure = None
     if ax is None:
         figure, ax = plt.subplots(figsize=(5, 5))
