@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -76,6 +77,11 @@ def fit(loss: str, seed: int, out: Path, extra: list[str], retrain: bool) -> tup
 
 
 def _mean_std(values: list[float]) -> str:
+    """``mean ± std`` over seeds; the count of non-finite values when there are any (the mean
+    log q of a flow that puts no mass on some exact samples is -inf or NaN)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < len(values):
+        return f"non-finite in {len(values) - len(finite)} of {len(values)} seeds"
     if len(values) == 1:
         return f"{values[0]:.3g}"
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
