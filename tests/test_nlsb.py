@@ -234,18 +234,12 @@ def test_export_roundtrip(model, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_training_runs_under_ddp(tmp_path) -> None:
+def test_smoke_training_runs_under_ddp(tmp_path, subprocess_env) -> None:
     """Two CPU processes (gloo), each drawing its own batches."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-    }
     recipe = str(REPO / "recipes/nlsb/smoke.yaml")
     ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
     out = ["--trainer.default_root_dir", str(tmp_path)]
-    run = run_zoo(["fit", "--config", recipe, *ddp, *out], cwd=tmp_path, env=env)
+    run = run_zoo(["fit", "--config", recipe, *ddp, *out], cwd=tmp_path, env=subprocess_env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt"))
 

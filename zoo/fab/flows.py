@@ -39,8 +39,9 @@ _SOFTPLUS_ONE = math.log(math.e - 1)  # softplus(_SOFTPLUS_ONE) = 1
 class Flow(nn.Module):
     """Base class: a bijection x = f(z) of a standard normal base in ``dim`` dimensions.
 
-    Subclasses implement ``forward(z) -> (x, log|det ∂x/∂z|)`` and
-    ``inverse(x) -> (z, log|det ∂z/∂x|)``; sampling and densities follow from those.
+    Subclasses set ``self.layers``, bijections whose ``layer(z)`` gives ``(x, log|det ∂x/∂z|)``
+    and ``layer.inverse(x)`` gives ``(z, log|det ∂z/∂x|)``; the flow composes them, and
+    sampling and densities follow.
 
     Args:
         dim: Dimension of x and z.
@@ -55,11 +56,23 @@ class Flow(nn.Module):
         self.register_buffer("base_loc", torch.zeros(dim))
         self.register_buffer("base_scale", torch.ones(dim))
 
+    layers: nn.ModuleList
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """x = f(z) through ``self.layers`` in order, with log|det ∂x/∂z|."""
+        log_det = z.new_zeros(z.shape[0])
+        for layer in self.layers:
+            z, ld = layer(z)
+            log_det = log_det + ld
+        return z, log_det
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """z = f⁻¹(x) through ``self.layers`` in reverse, with log|det ∂z/∂x|."""
+        log_det = x.new_zeros(x.shape[0])
+        for layer in reversed(self.layers):
+            x, ld = layer.inverse(x)
+            log_det = log_det + ld
+        return x, log_det
 
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; base_loc, diag(base_scale²)), summed over the last dimension."""
@@ -248,20 +261,6 @@ class RealNVP(Flow):
                 perm = torch.randperm(dim, generator=g) if dim > 2 else None
                 layers.append(InvertibleLinear(dim, perm))
         self.layers = nn.ModuleList(layers)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = z.new_zeros(z.shape[0])
-        for layer in self.layers:
-            z, ld = layer(z)
-            log_det = log_det + ld
-        return z, log_det
-
-    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = x.new_zeros(x.shape[0])
-        for layer in reversed(self.layers):
-            x, ld = layer.inverse(x)
-            log_det = log_det + ld
-        return x, log_det
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_layers={self.n_layers}"

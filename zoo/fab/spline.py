@@ -151,19 +151,5 @@ class CircularSplineFlow(Flow):
         x, log_det = self(z)
         return x, self.base_log_prob(z) - log_det
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = z.new_zeros(z.shape[0])
-        for layer in self.layers:
-            z, ld = layer(z)
-            log_det = log_det + ld
-        return z, log_det
-
-    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = x.new_zeros(x.shape[0])
-        for layer in reversed(self.layers):
-            x, ld = layer.inverse(x)
-            log_det = log_det + ld
-        return x, log_det
-
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_layers={self.n_layers}, circular={len(self.circular)}"
