@@ -340,9 +340,11 @@ def plot_samples(model: Any, *, n: int = 2000, ax: Any = None, dims: tuple[int, 
     grid_u, grid_v = torch.meshgrid(u, v, indexing="xy")
     log_p = _marginal_log_density(model, (i, j), grid_u, grid_v)
     if log_p is not None:
-        log_p = log_p.cpu().clamp(min=float(log_p.max()) - 40.0)
+        top = float(log_p.max())
+        log_p = log_p.cpu().clamp(min=top - 40.0)
         grids = (grid_u.numpy(), grid_v.numpy(), log_p.numpy())
-        ax.contour(*grids, levels=30, cmap="viridis", linewidths=0.7)
+        levels = torch.linspace(top - 30.0, top, 16).tolist()  # above the clamped floor
+        ax.contour(*grids, levels=levels, cmap="viridis", linewidths=0.6)
     else:
         from zoo.fab.data import exact_samples
 
