@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,29 +24,10 @@ STARTS = {"pretrained": "denoising.qm9-pretrain", "scratch": "null"}
 
 def fit(start: str, seed: int, out: Path, extra: list[str]) -> tuple[Path, float]:
     """One fine-tuning run in a subprocess; returns its checkpoint and wall time."""
-    name = f"{start}-seed{seed}"
-    callbacks = [
-        {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"dirpath": str(out / name), "filename": name},
-        }
-    ]
-    command = [
-        sys.executable, "-m", "zoo", "fit", "--config", str(RECIPE),
-        "--seed_everything", str(seed),
-        "--model.init_from", STARTS[start],
-        "--trainer.default_root_dir", str(out / name),
-        "--trainer.callbacks", json.dumps(callbacks),
-        "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false",
-        *extra,
-    ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    start_time = time.perf_counter()
-    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{run.stderr[-3000:]}")
-    return out / name / f"{name}.ckpt", time.perf_counter() - start_time
+    from zoo.training import fit_in_subprocess
+
+    overrides = ["--seed_everything", str(seed), "--model.init_from", STARTS[start], *extra]
+    return fit_in_subprocess(RECIPE, out, f"{start}-seed{seed}", overrides, cwd=REPO)
 
 
 def main() -> None:

@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,34 +42,17 @@ OPTIMUM = -6.862
 
 def fit(loss: str, seed: int, out: Path, extra: list[str], retrain: bool) -> tuple[Path, float]:
     """One training run in a subprocess (one thread); returns its checkpoint and wall time."""
+    from zoo.training import fit_in_subprocess
+
     name = f"{loss}-seed{seed}"
     ckpt = out / name / f"{name}.ckpt"
     if ckpt.is_file() and not retrain:
         return ckpt, float("nan")
-    callbacks = [
-        {"class_path": "zoo.training.TorchThreads", "init_args": {"threads": 1}},
-        {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"dirpath": str(out / name), "filename": name},
-        },
-    ]
-    command = [
-        sys.executable, "-m", "zoo", "fit", "--config", str(RECIPE),
-        "--seed_everything", str(seed),
-        "--model.loss", loss,
-        "--trainer.default_root_dir", str(out / name),
-        "--trainer.callbacks", json.dumps(callbacks),
-        "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false",
-        *extra,
-    ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    start = time.perf_counter()
-    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{run.stderr[-3000:]}")
-    print(f"  trained {name} in {time.perf_counter() - start:.0f} s", flush=True)
-    return ckpt, time.perf_counter() - start
+    threads = {"class_path": "zoo.training.TorchThreads", "init_args": {"threads": 1}}
+    overrides = ["--seed_everything", str(seed), "--model.loss", loss, *extra]
+    ckpt, seconds = fit_in_subprocess(RECIPE, out, name, overrides, callbacks=[threads], cwd=REPO)
+    print(f"  trained {name} in {seconds:.0f} s", flush=True)
+    return ckpt, seconds
 
 
 def _mean_std(values: list[float]) -> str:

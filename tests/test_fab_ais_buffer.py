@@ -110,7 +110,7 @@ def test_log_Z_of_a_mismatched_flow_and_ais_beats_the_flow() -> None:
     flow = GaussianFlow([0.0], [2.0], seed=3)
     target = GaussianTarget([1.0], [1.0], log_Z=1.3)
     ais = AIS(1, n_intermediate=8, transition="hmc", step_size=0.8, n_leapfrog=3).eval()
-    out = ais.run(flow, target, 2000, alpha=1.0, generator=torch.Generator().manual_seed(4))
+    out = ais(flow, target, 2000, alpha=1.0, generator=torch.Generator().manual_seed(4))
 
     w = (out.log_w - out.log_w.max()).exp()
     stderr = float(w.std() / (w.mean() * math.sqrt(len(w))))

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,7 +25,14 @@ from lightning.pytorch.cli import LightningCLI
 
 from zoo.checkpoint import class_path_of, git_commit
 
-__all__ = ["Provenance", "TorchThreads", "ZooCLI", "data_fingerprint", "run_cli"]
+__all__ = [
+    "Provenance",
+    "TorchThreads",
+    "ZooCLI",
+    "data_fingerprint",
+    "fit_in_subprocess",
+    "run_cli",
+]
 
 
 def data_fingerprint(datamodule: pl.LightningDataModule | None) -> str | None:
@@ -127,3 +140,45 @@ def run_cli(args: list[str] | None = None) -> None:
         args: The command line after ``zoo``; ``None`` reads ``sys.argv``.
     """
     ZooCLI(args=args)
+
+
+def fit_in_subprocess(
+    recipe: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    name: str,
+    overrides: Sequence[str] = (),
+    *,
+    callbacks: Sequence[Mapping[str, Any]] = (),
+    cwd: str | os.PathLike[str] | None = None,
+) -> tuple[Path, float]:
+    """``zoo fit --config RECIPE`` in a subprocess on one thread: one run of a comparison.
+
+    The run writes only its final checkpoint, ``OUT/NAME/NAME.ckpt`` (the given callbacks,
+    then a ``ModelCheckpoint``, replace the recipe's), with no logger and no progress bar;
+    ``overrides`` come last, so they win.
+
+    Returns:
+        The checkpoint and the run's wall time in seconds.
+
+    Raises:
+        RuntimeError: The run failed; the message ends with its stderr.
+    """
+    folder = Path(out) / name
+    checkpoint = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(folder), "filename": name},
+    }
+    command = [
+        sys.executable, "-m", "zoo", "fit", "--config", str(recipe),
+        "--trainer.default_root_dir", str(folder),
+        "--trainer.callbacks", json.dumps([*callbacks, checkpoint]),
+        "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        *overrides,
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    run = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{run.stderr[-3000:]}")
+    return folder / f"{name}.ckpt", time.perf_counter() - start

@@ -228,18 +228,6 @@ class AIS(nn.Module):
             n_dropped=len(x) - len(log_w),
         )
 
-    def run(
-        self,
-        flow: _Flow,
-        target: _Target,
-        n: int,
-        *,
-        alpha: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> AISResult:
-        """Same as calling the module: see :meth:`forward`."""
-        return self(flow, target, n, alpha=alpha, generator=generator)
-
     @torch.no_grad()
     def transition(
         self,

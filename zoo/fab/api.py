@@ -131,8 +131,7 @@ class FABApiMixin:
     def modes_covered(self, n: int = 10000, fraction: float = 0.1) -> int:
         """Modes of the target holding at least ``fraction`` of their fair share of ``n``
         flow samples (of :attr:`target.n_modes <zoo.fab.targets.Target.n_modes>`)."""
-        x = self.flow.sample(_check_n(n))
-        return self.target.modes_covered(x[torch.isfinite(x).all(-1)], fraction)
+        return self.target.modes_covered(_finite_flow_samples(self, n), fraction)
 
     # -- evaluation and plots ---------------------------------------------------------------
 
@@ -274,6 +273,14 @@ class FABApiMixin:
         return x
 
 
+@torch.no_grad()
+def _finite_flow_samples(model: Any, n: int) -> torch.Tensor:
+    """``n`` flow samples without the rows that overflowed (see ``sample_and_log_prob``), for
+    plots and mode counts."""
+    x = model.flow.sample(_check_n(n))
+    return x[torch.isfinite(x).all(-1)]
+
+
 def _warn_non_finite(x: torch.Tensor) -> None:
     bad = int((~torch.isfinite(x).all(-1)).sum())
     if bad:
@@ -326,8 +333,7 @@ def plot_samples(model: Any, *, n: int = 2000, ax: Any = None, dims: tuple[int, 
     dim = model.target.dim
     if not (0 <= i < dim and 0 <= j < dim and i != j):
         raise ValueError(f"dims must be two different coordinates in 0..{dim - 1}, got {dims}")
-    x = model.flow.sample(_check_n(n)).detach().cpu()
-    x = x[torch.isfinite(x).all(-1)]  # overflowed tail draws (see sample_and_log_prob)
+    x = _finite_flow_samples(model, n).cpu()
     figure = None
     if ax is None:
         figure, ax = plt.subplots(figsize=(5, 5))
